@@ -1,0 +1,42 @@
+/* The agent's D-Bus API as the local programs use it (peer to peer over a private socket) */
+#pragma once
+
+/*
+ * In local mode jumpstarterd listens on a UNIX socket (jumpstarterd --listen PATH) and speaks
+ * D-Bus peer to peer on every accepted connection (no bus daemon, no bus names; calls carry no
+ * destination). jumpstarter-fuse and jmp connect with sd_bus_set_address("unix:path=PATH").
+ *
+ * Object AGENT_OBJECT_PATH, interface AGENT_INTERFACE:
+ *
+ *   ListDuts() -> (as names)                     in config order
+ *   DescribeDut(s dut) -> (a(ss) labels, a(ss) lease, s serial_path, t storage_size, u classes)
+ *        labels sorted by key; lease: name, holder, selector, begin, end (ISO 8601 UTC, "" = none);
+ *        serial_path: the pty slave path ("/dev/pts/N"), "" without serial;
+ *        classes: bitmask of 1 << DriverClass (1 power, 2 serial, 4 storage)
+ *   GetPower(s dut) -> (s state)                 "on", "off" or "unknown"
+ *   SetPower(s dut, s action) -> ()              action "on", "off" or "cycle"; returns when the
+ *                                                driver is done
+ *   OpenSerialLog(s dut) -> (h fd)               read end of a stream socket: everything the console
+ *                                                printed that the ring still holds, then live output;
+ *                                                each caller has its own position; a reader that falls
+ *                                                more than the ring behind skips ahead
+ *   OpenStorage(s dut, b writable) -> (h fd, t size, t session)
+ *                                                fd opened O_RDWR or O_RDONLY, for pread/pwrite/fsync;
+ *                                                session != 0 for writable opens: the DUT cannot be
+ *                                                powered on until CloseStorage(session) or until the
+ *                                                caller's connection ends
+ *   CloseStorage(t session) -> ()
+ *
+ * Signal PowerChanged(s dut, s state).
+ *
+ * Errors are errno values carried as "System.Error.E*" names with a message meant for a person
+ * (sd_bus_error_set_errnof() on the daemon side, sd_bus_error_get_errno() on the client side):
+ *   ENOENT  no such DUT              EINVAL  bad argument (unknown power action, ...)
+ *   EBUSY   storage written while powered, or power on while storage is open for writing
+ *   EOPNOTSUPP  the DUT has no driver of that class       EIO  the driver failed
+ */
+
+#define AGENT_OBJECT_PATH "/dev/jumpstarter/agent"
+#define AGENT_INTERFACE   "dev.jumpstarter.Agent1"
+
+#define DRIVER_CLASS_MASK(c) (1U << (c))

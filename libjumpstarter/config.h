@@ -1,0 +1,113 @@
+/* Exporter configuration: the ExporterConfig YAML, validated before anything starts */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Device classes. A DUT has at most one driver per class. */
+typedef enum DriverClass {
+        DRIVER_CLASS_POWER,
+        DRIVER_CLASS_SERIAL,
+        DRIVER_CLASS_STORAGE,
+        _DRIVER_CLASS_MAX,
+        _DRIVER_CLASS_INVALID = -EINVAL,
+} DriverClass;
+
+const char *driver_class_to_string(DriverClass c);
+DriverClass driver_class_from_string(const char *s);
+
+typedef enum OptionType {
+        OPTION_STRING,
+        OPTION_PATH,     /* a string; relative paths are resolved against the config file's directory */
+        OPTION_SIZE,     /* bytes: 4096, 64KiB, 64MiB, 1GiB, 1G (= GiB), 512k; stored in .number */
+        OPTION_DURATION, /* 300ms, 2s, 1.5s, 5m, 1h; a bare number means seconds; stored in usec in .number */
+        OPTION_UINT,     /* a non-negative integer; stored in .number */
+        OPTION_BOOL,     /* true/false/yes/no/on/off; stored in .boolean */
+        _OPTION_TYPE_MAX,
+        _OPTION_TYPE_INVALID = -EINVAL,
+} OptionType;
+
+typedef struct OptionSpec {
+        const char *name;
+        OptionType type;
+        bool required;
+        const char *help; /* one line for docs and error messages */
+} OptionSpec;
+
+/* A driver type that a config may name in "type:". classes is a bitmask of (1 << DriverClass). */
+typedef struct DriverType {
+        const char *name;
+        unsigned classes;
+        const OptionSpec *options; /* terminated by an entry with name == NULL */
+        const char *help;
+} DriverType;
+
+/* The table of known driver types (libjumpstarter/driver-types.c). */
+const DriverType *driver_type_find(const char *name);
+extern const DriverType *const driver_types[]; /* NULL-terminated */
+
+typedef struct OptionValue {
+        const OptionSpec *spec;
+        bool set;
+        char *string;     /* OPTION_STRING, OPTION_PATH (absolute after resolution) */
+        uint64_t number;  /* OPTION_SIZE, OPTION_DURATION (usec), OPTION_UINT */
+        bool boolean;     /* OPTION_BOOL */
+        unsigned line, column;
+} OptionValue;
+
+typedef struct DriverConfig {
+        const DriverType *type;
+        OptionValue *values; /* one per spec entry of type->options, in that order */
+        size_t n_values;
+        unsigned line, column; /* of the "type:" value */
+} DriverConfig;
+
+/* Accessors by option name; the name must be one of the type's options (assert()). */
+const char *driver_config_get_string(const DriverConfig *c, const char *name); /* NULL if unset */
+uint64_t driver_config_get_u64(const DriverConfig *c, const char *name, uint64_t def);
+bool driver_config_get_bool(const DriverConfig *c, const char *name, bool def);
+bool driver_config_is_set(const DriverConfig *c, const char *name);
+
+typedef struct Label {
+        char *key;
+        char *value;
+} Label;
+
+typedef struct DutConfig {
+        char *name;          /* validated with dut_name_is_valid() */
+        Label *labels;       /* metadata.labels merged with the DUT's own labels (the DUT's win), sorted by key */
+        size_t n_labels;
+        char *description;   /* optional */
+        /* Every distinct driver of this DUT, owned here. A board driver (type sim) appears once and
+         * serves several classes. */
+        DriverConfig **drivers;
+        size_t n_drivers;
+        /* For each class, the driver that serves it (a pointer into drivers[]), or NULL. */
+        DriverConfig *classes[_DRIVER_CLASS_MAX];
+} DutConfig;
+
+typedef struct ExporterConfig {
+        char *path;          /* absolute path of the file it was read from */
+        char *name;          /* metadata.name */
+        char *namespace;     /* metadata.namespace, optional */
+        Label *labels;       /* metadata.labels */
+        size_t n_labels;
+        DutConfig *duts;     /* in file order */
+        size_t n_duts;
+} ExporterConfig;
+
+/* Parses and validates a whole config. On failure returns a negative errno and, in *ret_error, a
+ * message of the form "FILE:LINE:COLUMN: KEY.PATH: what is wrong" (caller frees). Nothing is
+ * returned half-parsed. -ENOENT etc. for an unreadable file (message names the file), -EINVAL for
+ * any content error. */
+int exporter_config_load(const char *path, ExporterConfig **ret, char **ret_error);
+/* The same from a buffer; path is used for messages and for resolving relative paths. */
+int exporter_config_parse(const char *path, const char *data, size_t size, ExporterConfig **ret, char **ret_error);
+ExporterConfig *exporter_config_free(ExporterConfig *c);
+
+const DutConfig *exporter_config_find_dut(const ExporterConfig *c, const char *name);
+
+/* [a-z0-9][a-z0-9-]{0,62} */
+bool dut_name_is_valid(const char *name);
