@@ -20,6 +20,10 @@
  *                                                printed that the ring still holds, then live output;
  *                                                each caller has its own position; a reader that falls
  *                                                more than the ring behind skips ahead
+ *   SerialLogStat(s dut) -> (t bytes, t modified_usec)
+ *                                                bytes the console printed since the lease began
+ *                                                (including those the ring dropped) and the
+ *                                                CLOCK_REALTIME usec of the newest one (0 = none yet)
  *   OpenStorage(s dut, b writable) -> (h fd, t size, t session)
  *                                                fd opened O_RDWR or O_RDONLY, for pread/pwrite/fsync;
  *                                                session != 0 for writable opens: the DUT cannot be
