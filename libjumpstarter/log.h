@@ -38,3 +38,5 @@ int log_struct_internal(int level, int error, const char *file, int line, const 
 #define log_dut(level, error, dut, ...)                                                 \
         log_struct_internal((level), (error), __FILE__, __LINE__, __func__,            \
                             (const char *const[]) { "DUT=", (dut), NULL }, __VA_ARGS__)
+
+#define log_oom() log_error_errno(ENOMEM, "Out of memory.")

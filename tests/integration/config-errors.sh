@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# A broken config is refused with FILE:LINE:COLUMN and nothing starts.
+. "$(dirname "$0")/lib.sh"
+
+check() {
+        local want=$1 cfg=$T/bad.yaml out
+        cat > "$cfg"
+        if out=$("$JMP" local start --config "$cfg" --mountpoint "$MNT" 2>&1); then
+                fail "a bad config started: $out"
+        fi
+        case "$out" in
+        *"$cfg:$want"*) echo "ok: $out" ;;
+        *) fail "expected '$cfg:$want' in: $out" ;;
+        esac
+        grep -qs " $MNT " /proc/self/mountinfo && fail "mounted after a config error"
+        ls "$JMP_RUNTIME_DIR"/local/*/*.pid 2>/dev/null && fail "something started after a config error"
+        pgrep -f "jumpstarterd --config $cfg" && fail "jumpstarterd runs after a config error"
+        return 0
+}
+
+check "7:5: export.dut1.colour" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata:
+  name: test
+export:
+  dut1:
+    colour: red
+    type: sim
+YAML
+
+check "8:13: export.dut1.config.size" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata:
+  name: test
+export:
+  dut1:
+    type: sim
+    config: {size: huge}
+YAML
+
+check "5:3: export.Dut_1" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  Dut_1:
+    type: sim
+YAML
+
+check "7:3: export.dut1" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  dut1:
+    type: sim
+  dut1:
+    type: sim
+YAML
+
+check "6:11: export.dut1.type" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  dut1:
+    type: simm
+YAML
+
+check "1:13: apiVersion" <<'YAML'
+apiVersion: v2
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  dut1: {type: sim}
+YAML
+
+# A syntax error and a missing file.
+check "4:" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test
+export: [
+YAML
+expect_error "$T/missing.yaml" "$JMP" local start --config "$T/missing.yaml" --mountpoint "$MNT"
+echo PASS
