@@ -1,0 +1,53 @@
+/* A device under test: its drivers per class, power state and storage writers */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "driver.h"
+
+typedef struct Dut Dut;
+
+typedef void (*DutPowerChangedFunc)(Dut *d, PowerState state, void *userdata);
+/* A power action finished: r is 0 or a negative errno (-ECANCELED when the DUT went away). */
+typedef void (*DutPowerDoneFunc)(Dut *d, int r, void *userdata);
+
+/* Starts the drivers of config (which must outlive the DUT). Logs its errors. */
+int dut_new(sd_event *event, const DutConfig *config, DutPowerChangedFunc power_changed, void *userdata,
+            Dut **ret);
+Dut *dut_free(Dut *d);
+
+const char *dut_get_name(const Dut *d);
+const DutConfig *dut_get_config(const Dut *d);
+/* Bitmask of DRIVER_CLASS_MASK() of the classes this DUT has. */
+unsigned dut_get_classes(const Dut *d);
+
+/* -EOPNOTSUPP without a power driver. */
+int dut_get_power(Dut *d, PowerState *ret);
+/* Actions run one at a time in the order asked. Returns 1 when done at once (done is not called),
+ * 0 when done will be called later, or a negative errno: -EOPNOTSUPP without a power driver,
+ * -EBUSY when the action would power on while storage is open for writing. */
+int dut_set_power(Dut *d, PowerAction action, DutPowerDoneFunc done, void *userdata);
+
+/* Powers off for good, after the actions already queued; later ones that would power on fail
+ * with -ECANCELED. Returns as dut_set_power(). */
+int dut_stop(Dut *d, DutPowerDoneFunc done, void *userdata);
+
+/* NULL without a serial driver. */
+const char *dut_get_serial_path(const Dut *d);
+int dut_open_serial_log(Dut *d, int *ret_fd);
+int dut_serial_log_stat(Dut *d, uint64_t *ret_bytes, uint64_t *ret_modified_usec);
+
+/* 0 without a storage driver. */
+uint64_t dut_get_storage_size(const Dut *d);
+/* A writable open counts as a writer until dut_release_storage_writer(); -EBUSY while the DUT is
+ * powered or a power action is under way. */
+int dut_open_storage(Dut *d, bool writable, int *ret_fd, uint64_t *ret_size);
+void dut_release_storage_writer(Dut *d);
+unsigned dut_n_storage_writers(const Dut *d);
+
+static inline void dut_freep(Dut **d) {
+        dut_free(*d);
+}

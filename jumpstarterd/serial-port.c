@@ -1,0 +1,322 @@
+/* Console of a DUT: a pty for terminal programs, a ring for serial.log and its readers */
+#include <assert.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <termios.h>
+
+#include "daemon-util.h"
+#include "log.h"
+#include "macro.h"
+#include "ring.h"
+#include "serial-port.h"
+
+typedef struct LogReader LogReader;
+
+struct LogReader {
+        SerialPort *port;
+        int fd;
+        sd_event_source *source;
+        uint64_t pos;      /* absolute offset of the next byte to send */
+        bool want_write;   /* EPOLLOUT is enabled */
+        LogReader *prev, *next;
+};
+
+struct SerialPort {
+        sd_event *event;
+        char *dut;
+        int master_fd;
+        /* Held open for the DUT's lifetime: without a slave open the master reports hangups, and
+         * the raw termios would be reset for the next program that opens the terminal. */
+        int slave_fd;
+        char *slave_path;
+        sd_event_source *master_source;
+        SerialInputFunc input;
+        void *input_userdata;
+        Ring ring;
+        uint64_t modified_usec;
+        uint64_t n_dropped;
+        LogReader *readers;
+};
+
+static LogReader *log_reader_free(LogReader *r) {
+        if (!r)
+                return NULL;
+        if (r->port) {
+                if (r->prev)
+                        r->prev->next = r->next;
+                else
+                        r->port->readers = r->next;
+                if (r->next)
+                        r->next->prev = r->prev;
+        }
+        sd_event_source_disable_unref(r->source);
+        safe_close(r->fd);
+        free(r);
+        return NULL;
+}
+
+static void log_reader_wake(LogReader *r) {
+        if (r->want_write || r->pos >= r->port->ring.end)
+                return;
+        if (sd_event_source_set_io_events(r->source, EPOLLOUT) >= 0)
+                r->want_write = true;
+}
+
+static int log_reader_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        LogReader *r = userdata;
+        const Ring *ring = &r->port->ring;
+
+        if (revents & (EPOLLHUP | EPOLLERR)) {
+                log_reader_free(r);
+                return 0;
+        }
+
+        /* Bounded: the socket buffer fills or the reader catches up with the ring. A reader that
+         * fell more than the ring behind jumps to its start in ring_peek(). */
+        for (;;) {
+                const void *chunk;
+                size_t n = ring_peek(ring, &r->pos, &chunk);
+                ssize_t k;
+
+                if (n == 0) {
+                        if (sd_event_source_set_io_events(r->source, 0) >= 0)
+                                r->want_write = false;
+                        return 0;
+                }
+                k = send(r->fd, chunk, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        /* EPIPE, ECONNRESET: the reader went away. */
+                        log_debug_errno(errno, "serial.log reader of %s gone: %m", r->port->dut);
+                        log_reader_free(r);
+                        return 0;
+                }
+                r->pos += (uint64_t) k;
+        }
+}
+
+int serial_port_open_log(SerialPort *p, int *ret_fd) {
+        _cleanup_free_ LogReader *reader = NULL;
+        _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
+        int fds[2], r;
+
+        assert(p);
+        assert(ret_fd);
+
+        reader = malloc(sizeof *reader);
+        if (!reader)
+                return -ENOMEM;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0)
+                return negative_errno();
+        ours = fds[0];
+        theirs = fds[1];
+
+        *reader = (LogReader) { .fd = -EBADF, .pos = ring_start(&p->ring) };
+        /* No EPOLLOUT until there is something to send; hangups are reported regardless. */
+        r = sd_event_add_io(p->event, &reader->source, ours, 0, log_reader_on_io, reader);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(reader->source, "serial-log-reader");
+        reader->fd = TAKE_FD(ours);
+
+        reader->port = p;
+        reader->next = p->readers;
+        if (p->readers)
+                p->readers->prev = reader;
+        p->readers = reader;
+
+        log_reader_wake(reader);
+        TAKE_PTR(reader); /* owned by the port's list now */
+        *ret_fd = TAKE_FD(theirs);
+        return 0;
+}
+
+static void pty_write(SerialPort *p, const uint8_t *data, size_t n) {
+        bool flushed = false;
+
+        while (n > 0) {
+                ssize_t k = write(p->master_fd, data, n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN && !flushed) {
+                                /* Nobody reads the terminal and its input queue is full. Like a
+                                 * UART with no listener, the oldest unread output is lost rather
+                                 * than the event loop waiting for a reader that may never come. */
+                                (void) tcflush(p->slave_fd, TCIFLUSH);
+                                flushed = true;
+                                continue;
+                        }
+                        if (errno != EAGAIN)
+                                log_debug_errno(errno, "Failed to write to the terminal of %s: %m", p->dut);
+                        p->n_dropped += n;
+                        return;
+                }
+                data += k;
+                n -= (size_t) k;
+        }
+}
+
+void serial_port_write(SerialPort *p, const void *data, size_t n) {
+        assert(p);
+
+        if (n == 0)
+                return;
+
+        ring_append(&p->ring, data, n);
+        p->modified_usec = now_usec(CLOCK_REALTIME);
+        pty_write(p, data, n);
+
+        for (LogReader *r = p->readers; r; r = r->next)
+                log_reader_wake(r);
+}
+
+void serial_port_discard_pending(SerialPort *p) {
+        assert(p);
+        (void) tcflush(p->slave_fd, TCIFLUSH);
+}
+
+static int serial_port_on_master(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        SerialPort *p = userdata;
+        uint8_t buf[4096];
+        ssize_t n;
+
+        n = read(fd, buf, sizeof buf);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                /* Cannot happen while we hold the slave open; do not spin on it if it does. */
+                log_warning_errno(errno, "Failed to read the terminal of %s, ignoring keystrokes from now on: %m",
+                                  p->dut);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+                return 0;
+        }
+        if (n > 0 && p->input)
+                p->input(buf, (size_t) n, p->input_userdata);
+        return 0;
+}
+
+static int pty_open(SerialPort *p) {
+        _cleanup_close_ int master = -EBADF, slave = -EBADF;
+        char path[64];
+        struct termios t;
+
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+        if (master < 0)
+                return log_error_errno(errno, "Failed to allocate a pty for %s: %m", p->dut);
+        if (grantpt(master) < 0)
+                return log_error_errno(errno, "Failed to grant the pty of %s: %m", p->dut);
+        if (unlockpt(master) < 0)
+                return log_error_errno(errno, "Failed to unlock the pty of %s: %m", p->dut);
+        errno = ptsname_r(master, path, sizeof path);
+        if (errno != 0)
+                return log_error_errno(errno, "Failed to get the pty name of %s: %m", p->dut);
+
+        slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+        if (slave < 0)
+                return log_error_errno(errno, "Failed to open %s: %m", path);
+
+        /* Raw, and above all no ECHO: the line discipline would hand our own output back to us
+         * as keystrokes. */
+        if (tcgetattr(slave, &t) < 0)
+                return log_error_errno(errno, "Failed to get the terminal attributes of %s: %m", path);
+        cfmakeraw(&t);
+        t.c_lflag &= ~(ECHO | ECHONL);
+        if (tcsetattr(slave, TCSANOW, &t) < 0)
+                return log_error_errno(errno, "Failed to set the terminal attributes of %s: %m", path);
+
+        p->slave_path = strdup(path);
+        if (!p->slave_path)
+                return log_oom();
+        p->master_fd = TAKE_FD(master);
+        p->slave_fd = TAKE_FD(slave);
+        return 0;
+}
+
+int serial_port_new(sd_event *event, const char *dut, size_t log_size, SerialPort **ret) {
+        _cleanup_(serial_port_freep) SerialPort *p = NULL;
+        int r;
+
+        assert(event);
+        assert(dut);
+        assert(ret);
+
+        p = malloc(sizeof *p);
+        if (!p)
+                return log_oom();
+        *p = (SerialPort) {
+                .event = sd_event_ref(event),
+                .master_fd = -EBADF,
+                .slave_fd = -EBADF,
+        };
+        p->dut = strdup(dut);
+        if (!p->dut)
+                return log_oom();
+
+        r = ring_init(&p->ring, log_size);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the serial.log ring of %s (%zu bytes): %m", dut,
+                                       log_size);
+
+        r = pty_open(p);
+        if (r < 0)
+                return r;
+
+        r = sd_event_add_io(event, &p->master_source, p->master_fd, EPOLLIN, serial_port_on_master, p);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the terminal of %s: %m", dut);
+        (void) sd_event_source_set_description(p->master_source, "serial-port-master");
+
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+SerialPort *serial_port_free(SerialPort *p) {
+        if (!p)
+                return NULL;
+
+        while (p->readers)
+                log_reader_free(p->readers);
+        sd_event_source_disable_unref(p->master_source);
+        safe_close(p->master_fd);
+        safe_close(p->slave_fd);
+        ring_done(&p->ring);
+        sd_event_unref(p->event);
+        free(p->slave_path);
+        free(p->dut);
+        free(p);
+        return NULL;
+}
+
+void serial_port_set_input(SerialPort *p, SerialInputFunc input, void *userdata) {
+        assert(p);
+        p->input = input;
+        p->input_userdata = userdata;
+}
+
+const char *serial_port_get_path(const SerialPort *p) {
+        return p->slave_path;
+}
+
+void serial_port_log_stat(const SerialPort *p, uint64_t *ret_bytes, uint64_t *ret_modified_usec) {
+        *ret_bytes = p->ring.end;
+        *ret_modified_usec = p->modified_usec;
+}
+
+size_t serial_port_n_readers(const SerialPort *p) {
+        size_t n = 0;
+
+        for (LogReader *r = p->readers; r; r = r->next)
+                n++;
+        return n;
+}
+
+uint64_t serial_port_n_dropped(const SerialPort *p) {
+        return p->n_dropped;
+}
