@@ -233,6 +233,7 @@ static int method_open_serial_log(sd_bus_message *m, void *userdata, sd_bus_erro
         Connection *c = userdata;
         _cleanup_close_ int fd = -EBADF;
         const char *name;
+        uint64_t id;
         Dut *d = NULL;
         int r;
 
@@ -242,7 +243,7 @@ static int method_open_serial_log(sd_bus_message *m, void *userdata, sd_bus_erro
         r = find_dut(c, name, error, &d);
         if (r < 0)
                 return r;
-        r = dut_open_serial_log(d, &fd);
+        r = dut_open_serial_log(d, &fd, &id);
         if (r == -EOPNOTSUPP)
                 return sd_bus_error_set_errnof(error, EOPNOTSUPP, "DUT %s has no serial console", name);
         if (r < 0)
@@ -250,7 +251,29 @@ static int method_open_serial_log(sd_bus_message *m, void *userdata, sd_bus_erro
                                                strerror(-r));
 
         /* sd-bus sends a duplicate; ours closes on return. */
-        return sd_bus_reply_method_return(m, "h", fd);
+        return sd_bus_reply_method_return(m, "ht", fd, id);
+}
+
+static int method_serial_log_sync(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Connection *c = userdata;
+        const char *name;
+        uint64_t id;
+        Dut *d = NULL;
+        int r;
+
+        r = sd_bus_message_read(m, "st", &name, &id);
+        if (r < 0)
+                return r;
+        r = find_dut(c, name, error, &d);
+        if (r < 0)
+                return r;
+        r = dut_sync_serial_log(d, id);
+        if (r == -EOPNOTSUPP)
+                return sd_bus_error_set_errnof(error, EOPNOTSUPP, "DUT %s has no serial console", name);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, -r, "No serial.log reader %" PRIu64 " of DUT %s", id, name);
+
+        return sd_bus_reply_method_return(m, NULL);
 }
 
 static int method_serial_log_stat(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -374,8 +397,12 @@ static const sd_bus_vtable agent_vtable[] = {
                                 method_set_power, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("OpenSerialLog",
                                 SD_BUS_ARGS("s", dut),
-                                SD_BUS_RESULT("h", fd),
+                                SD_BUS_RESULT("h", fd, "t", reader),
                                 method_open_serial_log, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SerialLogSync",
+                                SD_BUS_ARGS("s", dut, "t", reader),
+                                SD_BUS_NO_RESULT,
+                                method_serial_log_sync, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SerialLogStat",
                                 SD_BUS_ARGS("s", dut),
                                 SD_BUS_RESULT("t", bytes, "t", modified_usec),

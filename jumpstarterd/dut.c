@@ -212,10 +212,16 @@ const char *dut_get_serial_path(const Dut *d) {
         return d->serial_port ? serial_port_get_path(d->serial_port) : NULL;
 }
 
-int dut_open_serial_log(Dut *d, int *ret_fd) {
+int dut_open_serial_log(Dut *d, int *ret_fd, uint64_t *ret_id) {
         if (!d->serial_port)
                 return -EOPNOTSUPP;
-        return serial_port_open_log(d->serial_port, ret_fd);
+        return serial_port_open_log(d->serial_port, ret_fd, ret_id);
+}
+
+int dut_sync_serial_log(Dut *d, uint64_t id) {
+        if (!d->serial_port)
+                return -EOPNOTSUPP;
+        return serial_port_sync_log(d->serial_port, id);
 }
 
 int dut_serial_log_stat(Dut *d, uint64_t *ret_bytes, uint64_t *ret_modified_usec) {

@@ -37,7 +37,8 @@ int dut_stop(Dut *d, DutPowerDoneFunc done, void *userdata);
 
 /* NULL without a serial driver. */
 const char *dut_get_serial_path(const Dut *d);
-int dut_open_serial_log(Dut *d, int *ret_fd);
+int dut_open_serial_log(Dut *d, int *ret_fd, uint64_t *ret_id);
+int dut_sync_serial_log(Dut *d, uint64_t id);
 int dut_serial_log_stat(Dut *d, uint64_t *ret_bytes, uint64_t *ret_modified_usec);
 
 /* 0 without a storage driver. */

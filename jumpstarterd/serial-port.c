@@ -18,6 +18,7 @@ struct LogReader {
         SerialPort *port;
         int fd;
         sd_event_source *source;
+        uint64_t id;       /* names the reader in SerialLogSync */
         uint64_t pos;      /* absolute offset of the next byte to send */
         bool want_write;   /* EPOLLOUT is enabled */
         LogReader *prev, *next;
@@ -37,6 +38,7 @@ struct SerialPort {
         Ring ring;
         uint64_t modified_usec;
         uint64_t n_dropped;
+        uint64_t last_reader_id;
         LogReader *readers;
 };
 
@@ -64,14 +66,10 @@ static void log_reader_wake(LogReader *r) {
                 r->want_write = true;
 }
 
-static int log_reader_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        LogReader *r = userdata;
+/* Sends what the reader has not had yet until its socket is full or it has caught up. Returns
+ * -EPIPE (and frees the reader) when the reader went away. */
+static int log_reader_push(LogReader *r) {
         const Ring *ring = &r->port->ring;
-
-        if (revents & (EPOLLHUP | EPOLLERR)) {
-                log_reader_free(r);
-                return 0;
-        }
 
         /* Bounded: the socket buffer fills or the reader catches up with the ring. A reader that
          * fell more than the ring behind jumps to its start in ring_peek(). */
@@ -81,7 +79,7 @@ static int log_reader_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                 ssize_t k;
 
                 if (n == 0) {
-                        if (sd_event_source_set_io_events(r->source, 0) >= 0)
+                        if (r->want_write && sd_event_source_set_io_events(r->source, 0) >= 0)
                                 r->want_write = false;
                         return 0;
                 }
@@ -94,14 +92,39 @@ static int log_reader_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                         /* EPIPE, ECONNRESET: the reader went away. */
                         log_debug_errno(errno, "serial.log reader of %s gone: %m", r->port->dut);
                         log_reader_free(r);
-                        return 0;
+                        return -EPIPE;
                 }
                 r->pos += (uint64_t) k;
         }
 }
 
-int serial_port_open_log(SerialPort *p, int *ret_fd) {
+static int log_reader_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        LogReader *r = userdata;
+
+        if (revents & (EPOLLHUP | EPOLLERR)) {
+                log_reader_free(r);
+                return 0;
+        }
+        (void) log_reader_push(r);
+        return 0;
+}
+
+int serial_port_sync_log(SerialPort *p, uint64_t id) {
+        assert(p);
+
+        for (LogReader *r = p->readers; r; r = r->next)
+                if (r->id == id) {
+                        if (log_reader_push(r) < 0)
+                                return -ENOENT;
+                        log_reader_wake(r);
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+int serial_port_open_log(SerialPort *p, int *ret_fd, uint64_t *ret_id) {
         _cleanup_free_ LogReader *reader = NULL;
+        LogReader *rd;
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
         int fds[2], r;
 
@@ -116,7 +139,7 @@ int serial_port_open_log(SerialPort *p, int *ret_fd) {
         ours = fds[0];
         theirs = fds[1];
 
-        *reader = (LogReader) { .fd = -EBADF, .pos = ring_start(&p->ring) };
+        *reader = (LogReader) { .fd = -EBADF, .id = ++p->last_reader_id, .pos = ring_start(&p->ring) };
         /* No EPOLLOUT until there is something to send; hangups are reported regardless. */
         r = sd_event_add_io(p->event, &reader->source, ours, 0, log_reader_on_io, reader);
         if (r < 0)
@@ -130,8 +153,13 @@ int serial_port_open_log(SerialPort *p, int *ret_fd) {
                 p->readers->prev = reader;
         p->readers = reader;
 
-        log_reader_wake(reader);
-        TAKE_PTR(reader); /* owned by the port's list now */
+        /* What the ring holds is in the socket before the caller gets it, as far as it fits. */
+        *ret_id = reader->id;
+        rd = TAKE_PTR(reader); /* owned by the port's list now */
+        r = log_reader_push(rd);
+        if (r < 0)
+                return r;
+        log_reader_wake(rd);
         *ret_fd = TAKE_FD(theirs);
         return 0;
 }

@@ -26,7 +26,10 @@ void serial_port_write(SerialPort *p, const void *data, size_t n);
 void serial_port_discard_pending(SerialPort *p);
 
 /* A new serial.log reader: returns the caller's end of a stream socket. */
-int serial_port_open_log(SerialPort *p, int *ret_fd);
+int serial_port_open_log(SerialPort *p, int *ret_fd, uint64_t *ret_id);
+/* Pushes into reader id's socket what it has not had yet, as far as the socket takes it, before
+ * returning: a client that finds its socket empty afterwards has seen everything. */
+int serial_port_sync_log(SerialPort *p, uint64_t id);
 
 /* Bytes ever written and the CLOCK_REALTIME usec of the newest (0 = none yet). */
 void serial_port_log_stat(const SerialPort *p, uint64_t *ret_bytes, uint64_t *ret_modified_usec);

@@ -369,7 +369,7 @@ TEST(serial_log) {
         Env env;
         sd_bus *bus;
         sd_bus_message *m;
-        uint64_t bytes, modified, deadline;
+        uint64_t bytes, modified, deadline, reader, reader2;
         char buf[4096] = "";
         size_t n = 0;
         int fd;
@@ -384,7 +384,8 @@ TEST(serial_log) {
         sd_bus_message_unref(m);
 
         m = call(&env, bus, "OpenSerialLog", "s", "dut1");
-        ASSERT_EQ(sd_bus_message_read(m, "h", &fd), 1);
+        ASSERT_EQ(sd_bus_message_read(m, "ht", &fd, &reader), 1);
+        ASSERT_TRUE(reader > 0);
         fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         ASSERT_OK(fd);
         sd_bus_message_unref(m);
@@ -410,6 +411,27 @@ TEST(serial_log) {
         ASSERT_EQ_U(bytes, n);
         ASSERT_TRUE(modified > 0);
         sd_bus_message_unref(m);
+
+        /* A reader that opens later finds the whole backlog in its socket at once, and after
+         * SerialLogSync an empty socket means it is at the end. */
+        {
+                char buf2[8192];
+                int fd2;
+
+                m = call(&env, bus, "OpenSerialLog", "s", "dut1");
+                ASSERT_EQ(sd_bus_message_read(m, "ht", &fd2, &reader2), 1);
+                ASSERT_TRUE(reader2 != reader);
+                fd2 = fcntl(fd2, F_DUPFD_CLOEXEC, 3);
+                ASSERT_OK(fd2);
+                sd_bus_message_unref(m);
+                ASSERT_EQ(read(fd2, buf2, sizeof buf2), (ssize_t) n);
+                ASSERT_TRUE(memcmp(buf, buf2, n) == 0);
+                expect_ok(call(&env, bus, "SerialLogSync", "st", "dut1", reader2));
+                ASSERT_EQ(read(fd2, buf2, sizeof buf2), -1);
+                ASSERT_EQ(errno, EAGAIN);
+                expect_error(call(&env, bus, "SerialLogSync", "st", "dut1", reader2 + 1000), ENOENT, "reader");
+                close(fd2);
+        }
 
         /* The reader sees the end of the stream when the daemon goes. */
         sd_bus_close_unref(bus);

@@ -11,6 +11,9 @@
 #include "exporter.h"
 #include "tests.h"
 
+/* Reader ids are not under test here. */
+static uint64_t reader_id;
+
 typedef struct Record {
         char changes[256];   /* "on off on ..." */
         char done[256];      /* "cycle=0 off=0 ..." */
@@ -116,7 +119,7 @@ TEST(dut_power_and_storage) {
         /* dut2 is storage only. */
         ASSERT_EQ(dut_get_power(d2, &state), -EOPNOTSUPP);
         ASSERT_EQ(dut_set_power(d2, POWER_ACTION_ON, on_done, &on), -EOPNOTSUPP);
-        ASSERT_EQ(dut_open_serial_log(d2, &fd), -EOPNOTSUPP);
+        ASSERT_EQ(dut_open_serial_log(d2, &fd, &reader_id), -EOPNOTSUPP);
         ASSERT_OK(dut_open_storage(d2, true, &fd, &size));
         ASSERT_EQ_U(size, 1024 * 1024);
         close(fd);
@@ -165,7 +168,7 @@ TEST(dut_power_and_storage) {
                 ASSERT_TRUE(bytes >= 100);
                 ASSERT_TRUE(modified > 0);
         }
-        ASSERT_OK(dut_open_serial_log(d1, &fd2));
+        ASSERT_OK(dut_open_serial_log(d1, &fd2, &reader_id));
         close(fd2);
 
         /* Shutdown: everything goes off; a cycle under way finishes first. */

@@ -11,6 +11,9 @@
 #include "serial-port.h"
 #include "tests.h"
 
+/* Reader ids are not under test here. */
+static uint64_t reader_id;
+
 static uint8_t pattern(uint64_t offset) {
         return (uint8_t) (offset ^ (offset >> 8) ^ (offset >> 16) ^ (offset >> 24));
 }
@@ -170,8 +173,8 @@ TEST(log_readers) {
         ASSERT_OK(serial_port_new(e, "dut1", ring_size, &st.port));
 
         /* Readers that come before any output. */
-        ASSERT_OK(serial_port_open_log(st.port, &slow_fd));
-        ASSERT_OK(serial_port_open_log(st.port, &st.fast_fd));
+        ASSERT_OK(serial_port_open_log(st.port, &slow_fd, &reader_id));
+        ASSERT_OK(serial_port_open_log(st.port, &st.fast_fd, &reader_id));
         ASSERT_EQ(serial_port_n_readers(st.port), 2);
         fl = fcntl(slow_fd, F_GETFD);
         ASSERT_TRUE(fl & FD_CLOEXEC);
@@ -221,7 +224,7 @@ TEST(log_readers) {
         free(slow);
 
         /* A late reader starts at the oldest byte held. */
-        ASSERT_OK(serial_port_open_log(st.port, &late_fd));
+        ASSERT_OK(serial_port_open_log(st.port, &late_fd, &reader_id));
         for (size_t got = 0; got < ring_size;) {
                 uint8_t buf[64 * 1024];
 
@@ -260,15 +263,18 @@ TEST(reader_gone_before_free) {
         SerialPort *p;
         int fd;
 
-        /* Readers still open when the port goes: their sockets are closed, the client sees EOF. */
+        /* Readers still open when the port goes: their sockets are closed, the client gets what
+         * was already pushed (the backlog goes in at open), then EOF. */
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(serial_port_new(e, "dut1", 4096, &p));
         serial_port_write(p, "abc", 3);
-        ASSERT_OK(serial_port_open_log(p, &fd));
+        ASSERT_OK(serial_port_open_log(p, &fd, &reader_id));
         serial_port_free(p);
         {
                 char buf[8];
 
+                ASSERT_EQ(read_some(fd, buf, sizeof buf, 100), 3);
+                ASSERT_TRUE(memcmp(buf, "abc", 3) == 0);
                 ASSERT_EQ(read_some(fd, buf, sizeof buf, 100), 0);
         }
         close(fd);

@@ -16,10 +16,16 @@
  *   GetPower(s dut) -> (s state)                 "on", "off" or "unknown"
  *   SetPower(s dut, s action) -> ()              action "on", "off" or "cycle"; returns when the
  *                                                driver is done
- *   OpenSerialLog(s dut) -> (h fd)               read end of a stream socket: everything the console
+ *   OpenSerialLog(s dut) -> (h fd, t reader)     read end of a stream socket: everything the console
  *                                                printed that the ring still holds, then live output;
  *                                                each caller has its own position; a reader that falls
- *                                                more than the ring behind skips ahead
+ *                                                more than the ring behind skips ahead. What the ring
+ *                                                holds is in the socket before the reply, as far as
+ *                                                it fits
+ *   SerialLogSync(s dut, t reader) -> ()         pushes into the reader's socket what the console has
+ *                                                printed so far and it has not had yet, as far as the
+ *                                                socket takes it, then replies: a reader that finds
+ *                                                its socket empty after the reply is at the end
  *   SerialLogStat(s dut) -> (t bytes, t modified_usec)
  *                                                bytes the console printed since the lease began
  *                                                (including those the ring dropped) and the
