@@ -1,0 +1,1080 @@
+/* Exporter configuration: the ExporterConfig YAML, validated before anything starts */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "macro.h"
+#include "parse-util.h"
+#include "yaml-tree.h"
+
+#define CONFIG_SIZE_MAX (1024 * 1024)
+#define CONFIG_API_VERSION "jumpstarter.dev/v1alpha1"
+#define CONFIG_KIND "ExporterConfig"
+/* Long user strings are cut in messages; the position already says where the rest is. */
+#define QUOTE_MAX 64
+
+static const char *const driver_class_table[_DRIVER_CLASS_MAX] = {
+        [DRIVER_CLASS_POWER] = "power",
+        [DRIVER_CLASS_SERIAL] = "serial",
+        [DRIVER_CLASS_STORAGE] = "storage",
+};
+
+const char *driver_class_to_string(DriverClass c) {
+        if (c < 0 || c >= _DRIVER_CLASS_MAX)
+                return NULL;
+        return driver_class_table[c];
+}
+
+DriverClass driver_class_from_string(const char *s) {
+        if (!s)
+                return _DRIVER_CLASS_INVALID;
+        for (DriverClass c = 0; c < _DRIVER_CLASS_MAX; c++)
+                if (streq(driver_class_table[c], s))
+                        return c;
+        return _DRIVER_CLASS_INVALID;
+}
+
+static bool char_in(char c, const char *set) {
+        return c != 0 && strchr(set, c);
+}
+
+#define LOWER_DIGITS "abcdefghijklmnopqrstuvwxyz0123456789"
+#define ALNUM LOWER_DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+/* first and last from edge, the ones between from middle, 1..max characters. */
+static bool name_matches(const char *s, size_t len, size_t max, const char *edge, const char *middle) {
+        if (len == 0 || len > max)
+                return false;
+        if (!char_in(s[0], edge) || !char_in(s[len - 1], edge))
+                return false;
+        for (size_t i = 1; i + 1 < len; i++)
+                if (!char_in(s[i], middle))
+                        return false;
+        return true;
+}
+
+bool dut_name_is_valid(const char *name) {
+        size_t len;
+
+        if (!name)
+                return false;
+        len = strlen(name);
+        if (len == 0 || len > 63 || !char_in(name[0], LOWER_DIGITS))
+                return false;
+        for (size_t i = 1; i < len; i++)
+                if (!char_in(name[i], LOWER_DIGITS "-"))
+                        return false;
+        return true;
+}
+
+/* metadata.name: a Kubernetes object name, [a-z0-9]([a-z0-9-.]*[a-z0-9])? */
+static bool object_name_is_valid(const char *s) {
+        return name_matches(s, strlen(s), 253, LOWER_DIGITS, LOWER_DIGITS "-.");
+}
+
+/* RFC 1123 label, as Kubernetes namespaces are. */
+static bool dns_label_is_valid(const char *s, size_t len) {
+        return name_matches(s, len, 63, LOWER_DIGITS, LOWER_DIGITS "-");
+}
+
+static bool dns_subdomain_is_valid(const char *s, size_t len) {
+        size_t start = 0;
+
+        if (len == 0 || len > 253)
+                return false;
+        for (size_t i = 0; i <= len; i++)
+                if (i == len || s[i] == '.') {
+                        if (!dns_label_is_valid(s + start, i - start))
+                                return false;
+                        start = i + 1;
+                }
+        return true;
+}
+
+static bool label_name_is_valid(const char *s, size_t len) {
+        return name_matches(s, len, 63, ALNUM, ALNUM "-_.");
+}
+
+static bool label_key_is_valid(const char *key) {
+        const char *slash = strchr(key, '/');
+
+        if (!slash)
+                return label_name_is_valid(key, strlen(key));
+        return dns_subdomain_is_valid(key, (size_t) (slash - key)) &&
+               label_name_is_valid(slash + 1, strlen(slash + 1));
+}
+
+static bool label_value_is_valid(const char *value) {
+        return value[0] == 0 || label_name_is_valid(value, strlen(value));
+}
+
+/* Drops empty and "." components. ".." stays: resolving it lexically would be wrong across
+ * symlinks, and the kernel does it right at open time. */
+static int path_normalize(const char *abs, char **ret) {
+        _cleanup_free_ char *out = NULL;
+        size_t n = 0, len = strlen(abs);
+        const char *s = abs;
+
+        assert(abs[0] == '/');
+
+        out = malloc(len + 2);
+        if (!out)
+                return -ENOMEM;
+        while (*s) {
+                size_t k;
+
+                s += strspn(s, "/");
+                k = strcspn(s, "/");
+                if (k == 0 || (k == 1 && s[0] == '.')) {
+                        s += k;
+                        continue;
+                }
+                out[n++] = '/';
+                memcpy(out + n, s, k);
+                n += k;
+                s += k;
+        }
+        if (n == 0)
+                out[n++] = '/';
+        out[n] = 0;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+static int path_join_normalize(const char *dir, const char *path, char **ret) {
+        _cleanup_free_ char *joined = NULL;
+
+        if (path[0] == '/')
+                return path_normalize(path, ret);
+        if (asprintf(&joined, "%s/%s", dir, path) < 0) {
+                joined = NULL;
+                return -ENOMEM;
+        }
+        return path_normalize(joined, ret);
+}
+
+static int path_make_absolute(const char *path, char **ret) {
+        _cleanup_free_ char *cwd = NULL;
+
+        if (path[0] == '/')
+                return path_normalize(path, ret);
+        cwd = getcwd(NULL, 0);
+        if (!cwd)
+                return negative_errno();
+        return path_join_normalize(cwd, path, ret);
+}
+
+static int path_dirname(const char *abs, char **ret) {
+        const char *slash = strrchr(abs, '/');
+        char *d;
+
+        assert(slash);
+        d = slash == abs ? strdup("/") : strndup(abs, (size_t) (slash - abs));
+        if (!d)
+                return -ENOMEM;
+        *ret = d;
+        return 0;
+}
+
+static void labels_free(Label *l, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(l[i].key);
+                free(l[i].value);
+        }
+        free(l);
+}
+
+static DriverConfig *driver_config_free(DriverConfig *d) {
+        if (!d)
+                return NULL;
+        for (size_t i = 0; i < d->n_values; i++)
+                free(d->values[i].string);
+        free(d->values);
+        free(d);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(DriverConfig *, driver_config_free);
+
+static void dut_config_done(DutConfig *d) {
+        free(d->name);
+        labels_free(d->labels, d->n_labels);
+        free(d->description);
+        for (size_t i = 0; i < d->n_drivers; i++)
+                driver_config_free(d->drivers[i]);
+        free(d->drivers);
+        *d = (DutConfig) {};
+}
+
+ExporterConfig *exporter_config_free(ExporterConfig *c) {
+        if (!c)
+                return NULL;
+        free(c->path);
+        free(c->name);
+        free(c->namespace);
+        labels_free(c->labels, c->n_labels);
+        for (size_t i = 0; i < c->n_duts; i++)
+                dut_config_done(&c->duts[i]);
+        free(c->duts);
+        free(c);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(ExporterConfig *, exporter_config_free);
+
+const DutConfig *exporter_config_find_dut(const ExporterConfig *c, const char *name) {
+        if (!c || !name)
+                return NULL;
+        for (size_t i = 0; i < c->n_duts; i++)
+                if (streq(c->duts[i].name, name))
+                        return &c->duts[i];
+        return NULL;
+}
+
+static const OptionValue *driver_config_value(const DriverConfig *c, const char *name) {
+        assert(c);
+        assert(name);
+
+        for (size_t i = 0; i < c->n_values; i++)
+                if (streq(c->values[i].spec->name, name))
+                        return &c->values[i];
+        assert(!"option name not declared by the driver type");
+        return NULL;
+}
+
+const char *driver_config_get_string(const DriverConfig *c, const char *name) {
+        const OptionValue *v = driver_config_value(c, name);
+
+        if (!v)
+                return NULL;
+        assert(v->spec->type == OPTION_STRING || v->spec->type == OPTION_PATH);
+        return v->set ? v->string : NULL;
+}
+
+uint64_t driver_config_get_u64(const DriverConfig *c, const char *name, uint64_t def) {
+        const OptionValue *v = driver_config_value(c, name);
+
+        if (!v)
+                return def;
+        assert(v->spec->type == OPTION_SIZE || v->spec->type == OPTION_DURATION || v->spec->type == OPTION_UINT);
+        return v->set ? v->number : def;
+}
+
+bool driver_config_get_bool(const DriverConfig *c, const char *name, bool def) {
+        const OptionValue *v = driver_config_value(c, name);
+
+        if (!v)
+                return def;
+        assert(v->spec->type == OPTION_BOOL);
+        return v->set ? v->boolean : def;
+}
+
+bool driver_config_is_set(const DriverConfig *c, const char *name) {
+        const OptionValue *v = driver_config_value(c, name);
+
+        return v && v->set;
+}
+
+typedef struct Parser {
+        const char *path; /* absolute */
+        const char *dir;
+        char *error;
+} Parser;
+
+/* "text" with quotes and control characters escaped, cut at QUOTE_MAX bytes. */
+static char *quote(const char *s, size_t len) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return NULL;
+        fputc('"', f);
+        for (size_t i = 0; i < MIN(len, (size_t) QUOTE_MAX); i++) {
+                unsigned char c = (unsigned char) s[i];
+
+                if (c == '"' || c == '\\')
+                        fprintf(f, "\\%c", c);
+                else if (c < 0x20 || c == 0x7f)
+                        fprintf(f, "\\x%02x", c);
+                else
+                        fputc(c, f);
+        }
+        fputs(len > QUOTE_MAX ? "\"..." : "\"", f);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+/* What was found, for "expected X, got Y". */
+static char *got(const YamlNode *n) {
+        if (!n || yaml_node_is_null(n))
+                return strdup("nothing");
+        if (n->type == YAML_NODE_SCALAR)
+                return quote(n->scalar, n->scalar_len);
+        return strdup(yaml_node_describe(n));
+}
+
+/* "FILE:LINE:COLUMN: KEY.PATH: problem". Only the first error is kept. */
+_printf_(3, 4) static int fail(Parser *p, const YamlNode *at, const char *format, ...) {
+        _cleanup_free_ char *path = NULL, *msg = NULL;
+        const YamlNode *pos = at;
+        va_list ap;
+        int r;
+
+        assert(at);
+
+        if (p->error)
+                return -EINVAL;
+
+        r = yaml_node_path(at, &path);
+        if (r < 0)
+                return r;
+
+        /* An empty value ("name:") has no position of its own worth showing; its key has. */
+        if (at->type == YAML_NODE_SCALAR && at->scalar_len == 0 && !at->quoted && at->parent &&
+            at->parent->type == YAML_NODE_MAPPING)
+                pos = at->parent->pairs[at->index].key;
+
+        va_start(ap, format);
+        r = vasprintf(&msg, format, ap);
+        va_end(ap);
+        if (r < 0) {
+                msg = NULL;
+                return -ENOMEM;
+        }
+        if (*path)
+                r = asprintf(&p->error, "%s:%u:%u: %s: %s", p->path, pos->line, pos->column, path, msg);
+        else
+                r = asprintf(&p->error, "%s:%u:%u: %s", p->path, pos->line, pos->column, msg);
+        if (r < 0) {
+                p->error = NULL;
+                return -ENOMEM;
+        }
+        return -EINVAL;
+}
+
+/* ", "-joined names for "(known: ...)". */
+static char *join(const char *const *names, size_t n) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "%s%s", i > 0 ? ", " : "", names[i]);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+static int expect_mapping(Parser *p, const YamlNode *n, const char *what) {
+        _cleanup_free_ char *g = NULL;
+
+        if (n->type == YAML_NODE_MAPPING)
+                return 0;
+        g = got(n);
+        if (!g)
+                return -ENOMEM;
+        return fail(p, n, "expected a mapping%s%s, got %s", what ? " " : "", strempty(what), g);
+}
+
+/* Optional mappings may be left empty ("labels:"). Returns 0 for nothing, 1 for a mapping. */
+static int optional_mapping(Parser *p, const YamlNode *n, const char *what) {
+        int r;
+
+        if (!n || yaml_node_is_null(n))
+                return 0;
+        r = expect_mapping(p, n, what);
+        return r < 0 ? r : 1;
+}
+
+/* Keys may contain NUL bytes; such a key is never one we know. */
+static bool key_is(const YamlNode *k, const char *s) {
+        return strlen(s) == k->scalar_len && streq(s, k->scalar);
+}
+
+static int check_keys(Parser *p, const YamlNode *m, const char *const *known, size_t n_known) {
+        for (size_t i = 0; i < m->n_pairs; i++) {
+                const YamlNode *k = m->pairs[i].key;
+                _cleanup_free_ char *list = NULL;
+                bool found = false;
+
+                for (size_t j = 0; j < n_known && !found; j++)
+                        found = key_is(k, known[j]);
+                if (found)
+                        continue;
+                list = join(known, n_known);
+                if (!list)
+                        return -ENOMEM;
+                return fail(p, k, "unknown key (known: %s)", list);
+        }
+        return 0;
+}
+
+static int require_key(Parser *p, const YamlNode *m, const char *key, const YamlNode **ret) {
+        const YamlNode *v = yaml_node_get(m, key);
+
+        if (!v)
+                return fail(p, m, "missing required key \"%s\"", key);
+        *ret = v;
+        return 0;
+}
+
+/* A string value. Plain numbers and booleans are not strings: "123" is, 123 is not. */
+static int get_string(Parser *p, const YamlNode *n, bool optional, char **ret) {
+        _cleanup_free_ char *g = NULL;
+        YamlScalarKind kind = yaml_node_scalar_kind(n);
+        char *s;
+
+        if (optional && kind == YAML_SCALAR_NULL) {
+                *ret = NULL;
+                return 0;
+        }
+        if (!yaml_node_is_string(n)) {
+                g = got(n);
+                if (!g)
+                        return -ENOMEM;
+                if (kind == YAML_SCALAR_BOOL || kind == YAML_SCALAR_INT || kind == YAML_SCALAR_FLOAT)
+                        return fail(p, n, "expected a string, got %s %s (write \"%s\" to use it as text)",
+                                    kind == YAML_SCALAR_BOOL ? "the boolean" : "the number", n->scalar,
+                                    n->scalar);
+                if (kind == YAML_SCALAR_STRING)
+                        return fail(p, n, "expected a string without NUL bytes, got %s", g);
+                return fail(p, n, "expected a string, got %s", g);
+        }
+        s = strdup(n->scalar);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static int get_exact(Parser *p, const YamlNode *m, const char *key, const char *want) {
+        _cleanup_free_ char *s = NULL, *g = NULL;
+        const YamlNode *v = NULL;
+        int r;
+
+        r = require_key(p, m, key, &v);
+        if (r < 0)
+                return r;
+        r = get_string(p, v, false, &s);
+        if (r < 0)
+                return r;
+        if (streq(s, want))
+                return 0;
+        g = got(v);
+        if (!g)
+                return -ENOMEM;
+        return fail(p, v, "expected \"%s\", got %s", want, g);
+}
+
+static int label_compare(const void *a, const void *b) {
+        return strcmp(((const Label *) a)->key, ((const Label *) b)->key);
+}
+
+static int parse_labels(Parser *p, const YamlNode *n, Label **ret, size_t *ret_n) {
+        Label *labels = NULL;
+        size_t k = 0;
+        int r;
+
+        r = optional_mapping(p, n, "of label keys to values");
+        if (r <= 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return r;
+        }
+        if (n->n_pairs == 0)
+                goto done;
+
+        labels = calloc(n->n_pairs, sizeof(Label));
+        if (!labels)
+                return -ENOMEM;
+        for (; k < n->n_pairs; k++) {
+                const YamlNode *key = n->pairs[k].key, *value = n->pairs[k].value;
+                _cleanup_free_ char *q = NULL;
+
+                if (strlen(key->scalar) != key->scalar_len || !label_key_is_valid(key->scalar)) {
+                        q = quote(key->scalar, key->scalar_len);
+                        r = q ? fail(p, key,
+                                     "invalid label key %s: use [PREFIX/]NAME, NAME at most 63 characters of "
+                                     "[A-Za-z0-9-_.] starting and ending with a letter or digit, PREFIX a "
+                                     "DNS subdomain", q)
+                              : -ENOMEM;
+                        goto fail;
+                }
+                labels[k].key = strdup(key->scalar);
+                if (!labels[k].key) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                /* "key:" with nothing after it is the empty value, as in Kubernetes. */
+                r = get_string(p, value, true, &labels[k].value);
+                if (r < 0)
+                        goto fail;
+                if (!labels[k].value) {
+                        labels[k].value = strdup("");
+                        if (!labels[k].value) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                }
+                if (!label_value_is_valid(labels[k].value)) {
+                        q = quote(value->scalar, value->scalar_len);
+                        r = q ? fail(p, value,
+                                     "invalid label value %s: use at most 63 characters of [A-Za-z0-9-_.] "
+                                     "starting and ending with a letter or digit, or nothing", q)
+                              : -ENOMEM;
+                        goto fail;
+                }
+        }
+        qsort(labels, k, sizeof(Label), label_compare);
+done:
+        *ret = labels;
+        *ret_n = k;
+        return 0;
+fail:
+        labels_free(labels, n->n_pairs);
+        return r;
+}
+
+/* base overlaid with own (own wins), sorted by key. Both inputs are sorted with unique keys. */
+static int labels_merge(const Label *base, size_t n_base, const Label *own, size_t n_own, Label **ret,
+                        size_t *ret_n) {
+        Label *m;
+        size_t n = 0, i = 0, j = 0;
+
+        if (n_base + n_own == 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        m = calloc(n_base + n_own, sizeof(Label));
+        if (!m)
+                return -ENOMEM;
+        while (i < n_base || j < n_own) {
+                const Label *from;
+                int c;
+
+                if (i >= n_base)
+                        c = 1;
+                else if (j >= n_own)
+                        c = -1;
+                else
+                        c = strcmp(base[i].key, own[j].key);
+                if (c < 0)
+                        from = &base[i++];
+                else {
+                        from = &own[j++];
+                        if (c == 0)
+                                i++;
+                }
+                m[n].key = strdup(from->key);
+                m[n].value = strdup(from->value);
+                n++;
+                if (!m[n - 1].key || !m[n - 1].value) {
+                        labels_free(m, n);
+                        return -ENOMEM;
+                }
+        }
+        *ret = m;
+        *ret_n = n;
+        return 0;
+}
+
+static const char *const option_expectation[_OPTION_TYPE_MAX] = {
+        [OPTION_SIZE] = "a size such as 64MiB",
+        [OPTION_DURATION] = "a duration such as 300ms",
+        [OPTION_UINT] = "a non-negative integer",
+        [OPTION_BOOL] = "true or false",
+};
+
+static int parse_option(Parser *p, const YamlNode *n, OptionValue *v) {
+        const OptionSpec *spec = v->spec;
+        _cleanup_free_ char *s = NULL, *g = NULL;
+        int r;
+
+        v->line = n->line;
+        v->column = n->column;
+
+        switch (spec->type) {
+        case OPTION_STRING:
+                r = get_string(p, n, false, &v->string);
+                break;
+
+        case OPTION_PATH:
+                r = get_string(p, n, false, &s);
+                if (r < 0)
+                        return r;
+                if (!*s)
+                        return fail(p, n, "expected a file name, got \"\"");
+                r = path_join_normalize(p->dir, s, &v->string);
+                break;
+
+        default:
+                /* Numbers may be written plain (4096, 1.5) or quoted; the text is what counts. */
+                if (n->type != YAML_NODE_SCALAR || strlen(n->scalar) != n->scalar_len) {
+                        r = -EINVAL;
+                        break;
+                }
+                if (spec->type == OPTION_SIZE)
+                        r = parse_size(n->scalar, &v->number);
+                else if (spec->type == OPTION_DURATION)
+                        r = parse_duration(n->scalar, &v->number);
+                else if (spec->type == OPTION_UINT)
+                        r = parse_uint64(n->scalar, &v->number);
+                else
+                        r = parse_boolean(n->scalar, &v->boolean);
+                if (r == -ERANGE) {
+                        g = got(n);
+                        return g ? fail(p, n, "%s is too large", g) : -ENOMEM;
+                }
+                break;
+        }
+        if (r == -EINVAL && !p->error) {
+                g = got(n);
+                return g ? fail(p, n, "expected %s, got %s", option_expectation[spec->type], g) : -ENOMEM;
+        }
+        if (r < 0)
+                return r;
+        v->set = true;
+        return 0;
+}
+
+static int known_options(const DriverType *t, char **ret) {
+        const char *names[64];
+        size_t n = 0;
+
+        for (const OptionSpec *o = t->options; o && o->name && n < ELEMENTSOF(names); o++)
+                names[n++] = o->name;
+        *ret = join(names, n);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static char *classes_of(const DriverType *t) {
+        const char *names[_DRIVER_CLASS_MAX];
+        size_t n = 0;
+
+        for (DriverClass c = 0; c < _DRIVER_CLASS_MAX; c++)
+                if (t->classes & (1U << c))
+                        names[n++] = driver_class_to_string(c);
+        return join(names, n);
+}
+
+/* owner is the mapping holding "type:" and "config:"; want the class a per-class entry is for, or
+ * _DRIVER_CLASS_INVALID for a board driver. */
+static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, DriverConfig **ret) {
+        _cleanup_(driver_config_freep) DriverConfig *d = NULL;
+        _cleanup_free_ char *name = NULL;
+        const YamlNode *type_node = NULL, *config;
+        const DriverType *t;
+        size_t n_specs = 0;
+        int r;
+
+        r = require_key(p, owner, "type", &type_node);
+        if (r < 0)
+                return r;
+        r = get_string(p, type_node, false, &name);
+        if (r < 0)
+                return r;
+        t = driver_type_find(name);
+        if (!t) {
+                _cleanup_free_ char *q = NULL, *list = NULL;
+                const char *names[64];
+                size_t n = 0;
+
+                for (; driver_types[n] && n < ELEMENTSOF(names); n++)
+                        names[n] = driver_types[n]->name;
+                q = quote(name, strlen(name));
+                list = join(names, n);
+                if (!q || !list)
+                        return -ENOMEM;
+                return fail(p, type_node, "unknown driver type %s (known: %s)", q, list);
+        }
+        if (want >= 0 && !(t->classes & (1U << want))) {
+                _cleanup_free_ char *list = classes_of(t);
+
+                if (!list)
+                        return -ENOMEM;
+                return fail(p, type_node, "driver type \"%s\" cannot serve %s (it serves: %s)", t->name,
+                            driver_class_to_string(want), list);
+        }
+
+        for (const OptionSpec *o = t->options; o && o->name; o++)
+                n_specs++;
+        d = calloc(1, sizeof(DriverConfig));
+        if (!d)
+                return -ENOMEM;
+        d->type = t;
+        d->line = type_node->line;
+        d->column = type_node->column;
+        if (n_specs > 0) {
+                d->values = calloc(n_specs, sizeof(OptionValue));
+                if (!d->values)
+                        return -ENOMEM;
+        }
+        d->n_values = n_specs;
+        for (size_t i = 0; i < n_specs; i++)
+                d->values[i].spec = &t->options[i];
+
+        config = yaml_node_get(owner, "config");
+        r = optional_mapping(p, config, "of driver options");
+        if (r < 0)
+                return r;
+        if (r == 0)
+                config = NULL;
+
+        for (size_t i = 0; config && i < config->n_pairs; i++) {
+                const YamlNode *k = config->pairs[i].key;
+                OptionValue *v = NULL;
+
+                for (size_t j = 0; j < n_specs && !v; j++)
+                        if (key_is(k, d->values[j].spec->name))
+                                v = &d->values[j];
+                if (!v) {
+                        _cleanup_free_ char *list = NULL;
+
+                        r = known_options(t, &list);
+                        if (r < 0)
+                                return r;
+                        return fail(p, k, "unknown option for driver type \"%s\" (known: %s)", t->name, list);
+                }
+                r = parse_option(p, config->pairs[i].value, v);
+                if (r < 0)
+                        return r;
+        }
+
+        for (size_t i = 0; i < n_specs; i++) {
+                if (!d->values[i].spec->required || d->values[i].set)
+                        continue;
+                if (config)
+                        return fail(p, config, "missing required key \"%s\"", d->values[i].spec->name);
+                return fail(p, owner, "missing required key \"config\" (driver type \"%s\" needs option \"%s\")",
+                            t->name, d->values[i].spec->name);
+        }
+
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, const YamlNode *value,
+                     DutConfig *d) {
+        const char *known[4 + _DRIVER_CLASS_MAX] = { "type", "config", "labels", "description" };
+        _cleanup_(driver_config_freep) DriverConfig *board = NULL;
+        DriverConfig *per_class[_DRIVER_CLASS_MAX] = {};
+        Label *own = NULL;
+        size_t n_own = 0;
+        unsigned board_serves = 0;
+        int r;
+
+        for (DriverClass k = 0; k < _DRIVER_CLASS_MAX; k++)
+                known[4 + k] = driver_class_to_string(k);
+
+        if (strlen(key->scalar) != key->scalar_len || !dut_name_is_valid(key->scalar)) {
+                _cleanup_free_ char *q = quote(key->scalar, key->scalar_len);
+
+                if (!q)
+                        return -ENOMEM;
+                return fail(p, key, "invalid DUT name %s: use [a-z0-9][a-z0-9-]{0,62}", q);
+        }
+        d->name = strdup(key->scalar);
+        if (!d->name)
+                return -ENOMEM;
+
+        if (yaml_node_is_null(value))
+                return fail(p, key, "no drivers: give \"type\" or at least one of power, serial, storage");
+        r = expect_mapping(p, value, "describing the DUT");
+        if (r < 0)
+                return r;
+        r = check_keys(p, value, known, ELEMENTSOF(known));
+        if (r < 0)
+                return r;
+
+        if (yaml_node_get(value, "description")) {
+                r = get_string(p, yaml_node_get(value, "description"), true, &d->description);
+                if (r < 0)
+                        return r;
+        }
+
+        r = parse_labels(p, yaml_node_get(value, "labels"), &own, &n_own);
+        if (r < 0)
+                return r;
+        r = labels_merge(c->labels, c->n_labels, own, n_own, &d->labels, &d->n_labels);
+        labels_free(own, n_own);
+        if (r < 0)
+                return r;
+
+        if (yaml_node_get(value, "type")) {
+                r = parse_driver(p, value, _DRIVER_CLASS_INVALID, &board);
+                if (r < 0)
+                        return r;
+        } else if (yaml_node_get(value, "config"))
+                return fail(p, yaml_node_get(value, "config"), "driver options given without a driver \"type\"");
+
+        for (DriverClass k = 0; k < _DRIVER_CLASS_MAX && r >= 0; k++) {
+                static const char *const entry_keys[] = { "type", "config" };
+                const YamlNode *e = yaml_node_get(value, driver_class_to_string(k));
+
+                if (!e)
+                        continue;
+                r = expect_mapping(p, e, "with type and config");
+                if (r >= 0)
+                        r = check_keys(p, e, entry_keys, ELEMENTSOF(entry_keys));
+                if (r >= 0)
+                        r = parse_driver(p, e, k, &per_class[k]);
+        }
+        if (r < 0)
+                goto finish;
+
+        if (board)
+                for (DriverClass k = 0; k < _DRIVER_CLASS_MAX; k++)
+                        if ((board->type->classes & (1U << k)) && !per_class[k])
+                                board_serves |= 1U << k;
+        if (board && board_serves == 0) {
+                _cleanup_free_ char *list = classes_of(board->type);
+
+                r = list ? fail(p, yaml_node_get(value, "type"),
+                                "driver type \"%s\" would serve nothing: its classes (%s) all have their "
+                                "own entries",
+                                board->type->name, list)
+                         : -ENOMEM;
+                goto finish;
+        }
+
+        d->drivers = calloc(1 + _DRIVER_CLASS_MAX, sizeof(DriverConfig *));
+        if (!d->drivers) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        if (board) {
+                for (DriverClass k = 0; k < _DRIVER_CLASS_MAX; k++)
+                        if (board_serves & (1U << k))
+                                d->classes[k] = board;
+                d->drivers[d->n_drivers++] = TAKE_PTR(board);
+        }
+        for (DriverClass k = 0; k < _DRIVER_CLASS_MAX; k++)
+                if (per_class[k]) {
+                        d->classes[k] = per_class[k];
+                        d->drivers[d->n_drivers++] = TAKE_PTR(per_class[k]);
+                }
+        if (d->n_drivers == 0)
+                return fail(p, value, "no drivers: give \"type\" or at least one of power, serial, storage");
+        return 0;
+
+finish:
+        for (DriverClass k = 0; k < _DRIVER_CLASS_MAX; k++)
+                driver_config_free(per_class[k]);
+        return r;
+}
+
+static int parse_metadata(Parser *p, const YamlNode *m, ExporterConfig *c) {
+        static const char *const known[] = { "name", "namespace", "labels" };
+        const YamlNode *v = NULL;
+        int r;
+
+        r = expect_mapping(p, m, NULL);
+        if (r < 0)
+                return r;
+        r = check_keys(p, m, known, ELEMENTSOF(known));
+        if (r < 0)
+                return r;
+
+        r = require_key(p, m, "name", &v);
+        if (r < 0)
+                return r;
+        r = get_string(p, v, false, &c->name);
+        if (r < 0)
+                return r;
+        if (!object_name_is_valid(c->name)) {
+                _cleanup_free_ char *q = quote(v->scalar, v->scalar_len);
+
+                return q ? fail(p, v,
+                                "invalid name %s: use at most 253 characters of [a-z0-9-.] starting and ending "
+                                "with a letter or digit", q)
+                         : -ENOMEM;
+        }
+
+        v = yaml_node_get(m, "namespace");
+        if (v) {
+                r = get_string(p, v, true, &c->namespace);
+                if (r < 0)
+                        return r;
+                if (c->namespace && !dns_label_is_valid(c->namespace, strlen(c->namespace))) {
+                        _cleanup_free_ char *q = quote(v->scalar, v->scalar_len);
+
+                        return q ? fail(p, v,
+                                        "invalid namespace %s: use at most 63 characters of [a-z0-9-] starting "
+                                        "and ending with a letter or digit", q)
+                                 : -ENOMEM;
+                }
+        }
+
+        return parse_labels(p, yaml_node_get(m, "labels"), &c->labels, &c->n_labels);
+}
+
+static int parse_root(Parser *p, const YamlNode *root, ExporterConfig *c) {
+        static const char *const known[] = { "apiVersion", "kind", "metadata", "export" };
+        const YamlNode *v = NULL;
+        int r;
+
+        r = expect_mapping(p, root, "with apiVersion, kind, metadata and export");
+        if (r < 0)
+                return r;
+        r = check_keys(p, root, known, ELEMENTSOF(known));
+        if (r < 0)
+                return r;
+        r = get_exact(p, root, "apiVersion", CONFIG_API_VERSION);
+        if (r < 0)
+                return r;
+        r = get_exact(p, root, "kind", CONFIG_KIND);
+        if (r < 0)
+                return r;
+
+        r = require_key(p, root, "metadata", &v);
+        if (r < 0)
+                return r;
+        r = parse_metadata(p, v, c);
+        if (r < 0)
+                return r;
+
+        r = require_key(p, root, "export", &v);
+        if (r < 0)
+                return r;
+        r = expect_mapping(p, v, "of DUT names to DUTs");
+        if (r < 0)
+                return r;
+        if (v->n_pairs == 0)
+                return fail(p, v, "no DUTs: describe at least one");
+
+        c->duts = calloc(v->n_pairs, sizeof(DutConfig));
+        if (!c->duts)
+                return -ENOMEM;
+        c->n_duts = v->n_pairs;
+        for (size_t i = 0; i < v->n_pairs; i++) {
+                r = parse_dut(p, c, v->pairs[i].key, v->pairs[i].value, &c->duts[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Messages name the file by its absolute path, and relative option paths are resolved against it. */
+static int make_absolute(const char *path, char **ret, char **ret_error) {
+        int r;
+
+        r = path_make_absolute(path, ret);
+        if (r < 0 && r != -ENOMEM &&
+            asprintf(ret_error, "%s: cannot make the path absolute: %s", path, strerror(-r)) < 0)
+                *ret_error = NULL;
+        return r;
+}
+
+int exporter_config_parse(const char *path, const char *data, size_t size, ExporterConfig **ret,
+                          char **ret_error) {
+        _cleanup_(exporter_config_freep) ExporterConfig *c = NULL;
+        _cleanup_(yaml_node_freep) YamlNode *root = NULL;
+        _cleanup_free_ char *abs = NULL, *dir = NULL, *yaml_error = NULL;
+        Parser p = {};
+        int r;
+
+        assert(path);
+        assert(data || size == 0);
+        assert(ret);
+        assert(ret_error);
+
+        *ret_error = NULL;
+
+        r = make_absolute(path, &abs, ret_error);
+        if (r < 0)
+                return r;
+        r = path_dirname(abs, &dir);
+        if (r < 0)
+                return r;
+
+        if (size > CONFIG_SIZE_MAX) {
+                if (asprintf(ret_error, "%s: larger than 1 MiB, refusing to parse it", abs) < 0)
+                        *ret_error = NULL;
+                return -EFBIG;
+        }
+
+        r = yaml_tree_parse(data, size, &root, &yaml_error);
+        if (r < 0) {
+                if (yaml_error && asprintf(ret_error, "%s:%s", abs, yaml_error) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+
+        c = calloc(1, sizeof(ExporterConfig));
+        if (!c)
+                return -ENOMEM;
+        p = (Parser) { .path = abs, .dir = dir };
+        r = parse_root(&p, root, c);
+        if (r < 0) {
+                log_debug("Config %s: %s", abs, strna(p.error));
+                *ret_error = p.error;
+                return r;
+        }
+        c->path = TAKE_PTR(abs);
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int exporter_config_load(const char *path, ExporterConfig **ret, char **ret_error) {
+        _cleanup_free_ char *abs = NULL, *buf = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = 0;
+        int r;
+
+        assert(path);
+        assert(ret);
+        assert(ret_error);
+
+        *ret_error = NULL;
+
+        r = make_absolute(path, &abs, ret_error);
+        if (r < 0)
+                return r;
+
+        /* One byte more than allowed, so that parse can tell "too large" from "exactly 1 MiB". */
+        buf = malloc(CONFIG_SIZE_MAX + 1);
+        if (!buf)
+                return -ENOMEM;
+
+        fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                r = negative_errno();
+        while (fd >= 0 && n < CONFIG_SIZE_MAX + 1) {
+                ssize_t k = read(fd, buf + n, CONFIG_SIZE_MAX + 1 - n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = negative_errno();
+                        break;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        if (r < 0) {
+                if (asprintf(ret_error, "%s: cannot read: %s", abs, strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+
+        return exporter_config_parse(abs, buf, n, ret, ret_error);
+}

@@ -43,7 +43,7 @@ static bool journal_wanted(void) {
         return use_journal;
 }
 
-static int log_dispatch(int level, int error, const char *file, int line, const char *func,
+_printf_(7, 0) static int log_dispatch(int level, int error, const char *file, int line, const char *func,
                         const char *const *fields, const char *format, va_list ap) {
         char buf[2048];
         int saved = errno;
