@@ -31,7 +31,7 @@ typedef struct Daemon {
 } Daemon;
 
 static void help(void) {
-        printf("%s --config FILE --listen SOCKET [--debug]\n\n"
+        printf("Usage: %s --config FILE --listen SOCKET [--debug]\n\n"
                "Host service for hardware-in-the-loop labs, in local mode: runs the drivers of the DUTs\n"
                "in FILE (an ExporterConfig) and serves the agent D-Bus API peer to peer on SOCKET.\n\n"
                "  -h --help            Show this help\n"

@@ -29,7 +29,7 @@ export:
     type: sim
 YAML
 
-check "8:13: export.dut1.config.size" <<'YAML'
+check "8:20: export.dut1.config.size" <<'YAML'
 apiVersion: jumpstarter.dev/v1alpha1
 kind: ExporterConfig
 metadata:

@@ -10,7 +10,7 @@ exec 4<> "$MNT/dut1/power"
 exec 6< "$MNT/dut1/storage"
 dpid=$(daemon_pid)
 kill -9 "$dpid"
-while kill -0 "$dpid" 2>/dev/null; do sleep 0.05; done
+while alive "$dpid"; do sleep 0.05; done
 
 # Each access must fail (EIO or ENOTCONN); `timeout` turns a hang into a failure instead of a stuck run.
 for cmd in "cat $MNT/dut1/power" "echo off > $MNT/dut1/power" "cat <&3" "head -c 10 <&6" \
@@ -39,5 +39,5 @@ rc=0; out=$(timeout 10 cat "$MNT/dut1/power" 2>&1) || rc=$?
 dpid=$(daemon_pid)
 "$JMP" local stop --mountpoint "$MNT" || fail "stop failed after jumpstarter-fuse died"
 grep -qs " $MNT " /proc/self/mountinfo && fail "dead mount left behind"
-kill -0 "$dpid" 2>/dev/null && fail "jumpstarterd still runs"
+alive "$dpid" && fail "jumpstarterd still runs"
 echo PASS

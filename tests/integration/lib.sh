@@ -105,6 +105,13 @@ expect_error() {
         esac
 }
 
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() {
+        local state
+        state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+        [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 daemon_pid() {
         cut -d' ' -f1 "$JMP_RUNTIME_DIR"/local/*/jumpstarterd.pid
 }

@@ -32,7 +32,7 @@ fpid=$(fuse_pid)
 # A second start on the same mount point is refused and changes nothing.
 expect_error "already running" "$JMP" local start --config "$T/config.yaml" --mountpoint "$MNT"
 [ "$(daemon_pid)" = "$dpid" ] || fail "second start replaced the daemon"
-kill -0 "$dpid" || fail "daemon gone after a refused second start"
+alive "$dpid" || fail "daemon gone after a refused second start"
 
 # Power on, keep files open, then stop: DUTs powered off, unmounted, processes gone.
 echo on > "$MNT/dut1/power"
@@ -40,8 +40,8 @@ exec 3< "$MNT/dut1/serial.log"
 exec 4< "$MNT/dut1/storage"
 "$JMP" local stop --mountpoint "$MNT" || fail "stop failed with files open"
 grep -qs " $MNT " /proc/self/mountinfo && fail "still mounted after stop"
-kill -0 "$dpid" 2>/dev/null && fail "jumpstarterd $dpid still runs"
-kill -0 "$fpid" 2>/dev/null && fail "jumpstarter-fuse $fpid still runs"
+alive "$dpid" && fail "jumpstarterd $dpid still runs"
+alive "$fpid" && fail "jumpstarter-fuse $fpid still runs"
 grep -q "Powered off" "$JMP_RUNTIME_DIR"/local/*/jumpstarterd.log || fail "dut1 was not powered off at stop"
 exec 3<&- 4<&-
 
