@@ -14,10 +14,10 @@ while alive "$dpid"; do sleep 0.05; done
 
 # Each access must fail (EIO or ENOTCONN); `timeout` turns a hang into a failure instead of a stuck run.
 for cmd in "cat $MNT/dut1/power" "echo off > $MNT/dut1/power" "cat <&3" "head -c 10 <&6" \
-           "dd if=/dev/zero of=$MNT/dut1/storage bs=4k count=1 conv=notrunc" "readlink $MNT/dut1/serial" \
+           "dd if=/dev/zero of=$MNT/dut1/storage bs=4k count=1 conv=notrunc" "readlink -v $MNT/dut1/serial" \
            "cat $MNT/dut1/serial.log"; do
         rc=0
-        out=$(timeout 10 sh -c "$cmd" 2>&1) || rc=$?
+        out=$(timeout 10 bash -c "$cmd" 2>&1) || rc=$?
         [ $rc -ne 124 ] || fail "'$cmd' hung after jumpstarterd died"
         [ $rc -ne 0 ] || fail "'$cmd' succeeded after jumpstarterd died: $out"
         case "$out" in

@@ -11,16 +11,17 @@ echo on > "$P"
 printf off > "$P"   # no newline
 [ "$(cat "$P")" = off ] || fail "after off: $(cat "$P")"
 
-# Bad words: EINVAL, state unchanged, in both states.
-for bad in bogus "on off" " on" "ON" "on\n\n" "cycle2"; do
-        expect_error "Invalid argument" sh -c "printf '$bad' > $P"
+# Bad words: EINVAL, state unchanged, in both states. dd makes each one a single write().
+for bad in bogus "on off" " on" "ON" "on\n\n" "on\r\n" "cycle2" "offf"; do
+        expect_error "Invalid argument" bash -c "printf '$bad' | dd of=$P bs=64 count=1 iflag=fullblock status=none"
         [ "$(cat "$P")" = off ] || fail "'$bad' changed the state"
 done
 echo on > "$P"
-expect_error "Invalid argument" sh -c "echo bogus > $P"
+expect_error "Invalid argument" bash -c "echo bogus > $P"
 [ "$(cat "$P")" = on ] || fail "bogus changed the state while on"
 
 # cycle: returns powered on, and the console shows a second boot.
+wait_for grep -q 'boot complete' "$MNT/dut1/serial.log" || fail "no boot after on"
 echo cycle > "$P"
 [ "$(cat "$P")" = on ] || fail "after cycle: $(cat "$P")"
 wait_for sh -c "[ \$(grep -c 'boot complete' $MNT/dut1/serial.log) -ge 2 ]" || fail "no second boot after cycle"
@@ -31,15 +32,15 @@ wait_for sh -c "[ \$(grep -c 'boot complete' $MNT/dut1/serial.log) -ge 2 ]" || f
 [ "$(cat "$P")" = off ] || fail "jmp power off not seen in the file"
 "$JMP" power on dut1   # the only instance running: no --mountpoint needed
 [ "$(cat "$P")" = on ] || fail "jmp power on"
-expect_error "No such" "$JMP" power on nosuchdut
+expect_error "No DUT named" "$JMP" power on nosuchdut
 expect_error "unknown power action" "$JMP" power sideways dut1
 
 # Unknown DUTs and read-only files.
 expect_error "No such file" ls "$MNT/nope"
-expect_error "No such file" sh -c "echo on > $MNT/nope/power"
+expect_error "No such file" bash -c "echo on > $MNT/nope/power"
 expect_error "No such file" cat "$MNT/dut1/nofile"
 for ro in labels lease serial.log; do
-        expect_error "Permission denied" sh -c "echo x > $MNT/dut1/$ro"
+        expect_error "Permission denied" bash -c "echo x > $MNT/dut1/$ro"
 done
 expect_error "Permission denied" touch "$MNT/dut1/newfile"
 expect_error "" mkdir "$MNT/dut1/d"

@@ -27,7 +27,7 @@ cmp -n 4096 "$T/image" "$S" || fail "reading while powered failed"
 # Powering on while storage is open for writing is refused too.
 echo off > "$MNT/dut1/power"
 exec 5<> "$S"
-expect_error "Device or resource busy" sh -c "echo on > $MNT/dut1/power"
+expect_error "Device or resource busy" bash -c "echo on > $MNT/dut1/power"
 exec 5>&-
 echo on > "$MNT/dut1/power"
 echo off > "$MNT/dut1/power"

@@ -1,0 +1,39 @@
+/* The DUTs jumpstarterd shows this caller: their descriptions and loading them */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+
+#include "agent-client.h"
+
+typedef struct Dut {
+        char *name;
+        unsigned classes;       /* bitmask of 1 << DriverClass */
+        char *serial_path;      /* "" without serial */
+        uint64_t storage_size;
+        char *labels_text;      /* "key=value\n" lines, sorted by key */
+        char *lease_text;       /* "name=..\nholder=..\nselector=..\nbegin=..\nend=..\n" */
+} Dut;
+
+typedef struct DutList {
+        Dut *duts;              /* in the agent's order */
+        size_t n_duts;
+} DutList;
+
+void dut_done(Dut *d);
+void dut_list_done(DutList *l);
+Dut *dut_list_find(const DutList *l, const char *name);
+bool dut_has_class(const Dut *d, int driver_class);
+
+/* Fills d from a DescribeDut reply (d->name must be set already). */
+int dut_parse_description(Dut *d, sd_bus_message *reply);
+/* Renders (key, value) pairs as "key=value\n" lines; with sort, sorted by key. */
+int render_pairs(char *const *keys, char *const *values, size_t n, bool sort, char **ret);
+
+/* Called once with the loaded list (the callee may take its contents, the rest is freed), or with
+ * list NULL and a negative errno. */
+typedef void (*dut_list_loaded_t)(DutList *list, int error, void *userdata);
+
+/* ListDuts, then DescribeDut for each (in parallel). Names that are not valid DUT names are skipped. */
+int dut_list_load(Agent *a, dut_list_loaded_t done, void *userdata);

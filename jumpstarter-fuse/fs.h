@@ -1,0 +1,152 @@
+/* The file view: state shared by the FUSE operations and the per-file-kind code */
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <systemd/sd-event.h>
+
+#include "agent-client.h"
+#include "cache-invalidator.h"
+#include "dut-list.h"
+#include "inode-table.h"
+
+#define ENTRY_TIMEOUT 1.0
+#define ATTR_TIMEOUT 1.0
+
+typedef struct Handle Handle;
+typedef struct Filesystem Filesystem;
+
+/* Called once, when the first DUT list is loaded (error 0) or could not be (error < 0). */
+typedef void (*fs_ready_t)(Filesystem *fs, int error, void *userdata);
+
+struct Filesystem {
+        sd_event *event;
+        Agent *agent;
+        struct fuse_session *session;   /* set once mounted */
+        CacheInvalidator *invalidator;  /* set once mounted */
+
+        fs_ready_t ready;
+        void *ready_userdata;
+        bool loaded_once;
+
+        InodeTable inodes;
+        DutList duts;
+        Dut **by_slot;                  /* slot -> the DUT in duts, or NULL while absent */
+        size_t n_by_slot;
+        /* Connected and the DUT list is current: otherwise every DUT operation fails with EIO. */
+        bool serving;
+
+        uid_t uid;
+        gid_t gid;
+        struct timespec start_time;
+
+        Handle *handles;                /* every open file */
+
+        char *io_buffer;                /* for reads from storage and serial.log */
+        size_t io_buffer_size;
+};
+
+/* An open file: fi->fh points to it. Referenced by the kernel's open file and by requests in flight. */
+struct Handle {
+        unsigned n_ref;
+        Filesystem *fs;
+        Handle *prev, *next;
+        FileKind kind;
+        char *dut;
+        /* The agent connection it was opened on is gone, or it was released: fail with EIO. */
+        bool dead;
+
+        int fd;                         /* storage: the device; serial.log: the log socket */
+        char *text;                     /* power: the state read at offset 0; labels, lease: a snapshot */
+        size_t text_size;
+        bool text_valid;
+
+        uint64_t size;                  /* storage */
+        uint64_t session;               /* storage: != 0 for a writable open */
+        uint64_t reader;                /* serial.log: the daemon's id of this reader */
+
+        sd_event_source *io_source;     /* serial.log: waits for data for a poll handle */
+        struct fuse_pollhandle *poll_handle;
+};
+
+/* A FUSE request waiting for the agent. */
+typedef struct PendingRequest {
+        Filesystem *fs;
+        fuse_req_t req;                 /* NULL once answered */
+        Handle *handle;                 /* a reference, or NULL */
+        fuse_ino_t ino;
+        char *dut;
+        size_t size;
+        off_t offset;
+        struct fuse_file_info fi;
+        bool lookup;
+} PendingRequest;
+
+int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *userdata, Filesystem **ret);
+Filesystem *fs_free(Filesystem *fs);
+/* Connects to the agent and loads the DUT list; ready() is called when that is done. */
+int fs_start(Filesystem *fs);
+void fs_attach_session(Filesystem *fs, struct fuse_session *se, CacheInvalidator *invalidator);
+const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
+
+/* The DUT and kind of a DUT inode: -EIO while not serving, -ENOENT for what does not exist (now). */
+int fs_resolve(Filesystem *fs, fuse_ino_t ino, Dut **ret_dut, FileKind *ret_kind);
+/* Attributes of a node (serial.log: size and mtime 0, see serial_log_file_stat()). */
+void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct stat *st);
+void fs_fill_entry(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct fuse_entry_param *e);
+int fs_reply_slice(fuse_req_t req, const char *text, size_t text_size, size_t size, off_t off);
+/* A buffer of at least size bytes, reused between requests. */
+char *fs_io_buffer(Filesystem *fs, size_t size);
+
+PendingRequest *pending_request_new(Filesystem *fs, fuse_req_t req, Handle *h);
+/* agent_destroy_t: answers EIO if the request is still unanswered, and frees it. */
+void pending_request_free(void *userdata);
+/* Answers with an error and forgets the request (no-op when already answered). */
+void pending_request_fail(PendingRequest *p, int error);
+
+/* handle.c */
+Handle *handle_new(Filesystem *fs, FileKind kind, const char *dut);
+Handle *handle_ref(Handle *h);
+Handle *handle_unref(Handle *h);
+/* Stops using the handle's resources (EIO from now on): the connection they belong to is gone. */
+void handle_kill(Handle *h);
+/* The kernel closed the file (or never got it): kills it, ends what the daemon holds for it, and drops
+ * the kernel's reference. */
+void handle_release(Handle *h);
+/* Replies to an open with h as fh; cleans up if the kernel did not take it. */
+void handle_reply_open(Handle *h, fuse_req_t req, struct fuse_file_info *fi);
+
+/* power-file.c */
+typedef enum PowerAction {
+        POWER_ACTION_ON,
+        POWER_ACTION_OFF,
+        POWER_ACTION_CYCLE,
+        _POWER_ACTION_MAX,
+        _POWER_ACTION_INVALID = -EINVAL,
+} PowerAction;
+
+const char *power_action_to_string(PowerAction a);
+/* Parses what a write to the power file carries: "on", "off" or "cycle", optionally followed by one
+ * newline; anything else is -EINVAL. */
+PowerAction power_action_from_payload(const char *buf, size_t size);
+void power_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off);
+void power_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv);
+
+/* serial-log-file.c */
+void serial_log_file_open(Filesystem *fs, fuse_req_t req, const Dut *d, struct fuse_file_info *fi);
+void serial_log_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size);
+void serial_log_file_poll(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_pollhandle *ph);
+/* Replies to a lookup (lookup true) or getattr with the log's size and mtime from SerialLogStat. */
+void serial_log_file_stat(Filesystem *fs, fuse_req_t req, fuse_ino_t ino, const Dut *d, bool lookup);
+void serial_log_handle_kill(Handle *h);
+
+/* storage-file.c */
+void storage_file_open(Filesystem *fs, fuse_req_t req, const Dut *d, struct fuse_file_info *fi);
+void storage_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off);
+void storage_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv, off_t off);
+void storage_file_fsync(Filesystem *fs, fuse_req_t req, Handle *h);
+/* A truncation to size: accepted (and ignored) up to the device size, ENOSPC beyond it. */
+int storage_file_check_truncate(const Dut *d, uint64_t size);
+void storage_handle_kill(Handle *h);
+void storage_handle_release(Handle *h);

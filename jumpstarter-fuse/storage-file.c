@@ -1,0 +1,167 @@
+/* The storage file: the DUT's storage as a file of the device's size */
+#include <fcntl.h>
+#include <stdlib.h>
+
+#include "fs.h"
+#include "log.h"
+#include "macro.h"
+
+static void on_open_reply(sd_bus_message *reply, int error, void *userdata) {
+        PendingRequest *p = userdata;
+        _cleanup_close_ int fd = -EBADF;
+        uint64_t size, session;
+        Handle *h;
+        int r, received;
+
+        if (error < 0) {
+                /* EBUSY while powered: dd fails at open and nothing is written. */
+                log_dut(LOG_DEBUG, error, p->dut, "OpenStorage failed: %m");
+                return pending_request_fail(p, error);
+        }
+
+        r = sd_bus_message_read(reply, "htt", &received, &size, &session);
+        if (r <= 0)
+                return pending_request_fail(p, EIO);
+        fd = fcntl(received, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return pending_request_fail(p, errno);
+
+        h = handle_new(p->fs, FILE_KIND_STORAGE, p->dut);
+        if (!h)
+                return pending_request_fail(p, ENOMEM);
+        h->fd = TAKE_FD(fd);
+        h->size = size;
+        h->session = session;
+
+        /* It is a device: O_TRUNC is ignored (FUSE_CAP_ATOMIC_O_TRUNC hands it to us instead of truncating). */
+        p->fi.direct_io = 1;
+        p->fi.keep_cache = 0;
+        handle_reply_open(h, TAKE_PTR(p->req), &p->fi);
+}
+
+void storage_file_open(Filesystem *fs, fuse_req_t req, const Dut *d, struct fuse_file_info *fi) {
+        bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+        PendingRequest *p;
+        int r;
+
+        p = pending_request_new(fs, req, NULL);
+        if (!p)
+                return (void) fuse_reply_err(req, ENOMEM);
+        p->fi = *fi;
+        p->dut = strdup(d->name);
+        if (!p->dut) {
+                pending_request_fail(p, ENOMEM);
+                return pending_request_free(p);
+        }
+        r = agent_call(fs->agent, "OpenStorage", 0, on_open_reply, p, pending_request_free, "sb",
+                       d->name, (int) writable);
+        if (r < 0) {
+                pending_request_fail(p, r);
+                pending_request_free(p);
+        }
+}
+
+/* The only place where storage data moves. On a local image or memfd, pread()/pwrite()/splice() are
+ * page-cache operations and stay on the loop; a remote storage stream will move this to a worker
+ * thread that posts its results back through an eventfd. */
+static ssize_t storage_io(Handle *h, bool write, char *buf, struct fuse_bufvec *src, size_t size, off_t off) {
+        ssize_t n;
+
+        if (!write) {
+                n = pread(h->fd, buf, size, off);
+                return n < 0 ? -errno : n;
+        } else {
+                struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+
+                dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+                dst.buf[0].fd = h->fd;
+                dst.buf[0].pos = off;
+                /* Splices from the request pipe when libfuse received the write that way. */
+                return fuse_buf_copy(&dst, src, 0);
+        }
+}
+
+void storage_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off) {
+        char *buf;
+        ssize_t n;
+
+        if (h->dead || h->fd < 0)
+                return (void) fuse_reply_err(req, EIO);
+        if (off < 0)
+                return (void) fuse_reply_err(req, EINVAL);
+        if ((uint64_t) off >= h->size)
+                return (void) fuse_reply_buf(req, NULL, 0);
+        size = (size_t) MIN((uint64_t) size, h->size - (uint64_t) off);
+
+        buf = fs_io_buffer(fs, size);
+        if (!buf)
+                return (void) fuse_reply_err(req, ENOMEM);
+        n = storage_io(h, false, buf, NULL, size, off);
+        if (n < 0)
+                return (void) fuse_reply_err(req, (int) -n);
+        (void) fuse_reply_buf(req, buf, (size_t) n);
+}
+
+void storage_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv, off_t off) {
+        size_t size = fuse_buf_size(bufv);
+        ssize_t n;
+
+        if (h->dead || h->fd < 0)
+                return (void) fuse_reply_err(req, EIO);
+        if (off < 0)
+                return (void) fuse_reply_err(req, EINVAL);
+        if (size == 0)
+                return (void) fuse_reply_write(req, 0);
+        if ((uint64_t) off >= h->size)
+                return (void) fuse_reply_err(req, ENOSPC);
+        /* A write across the end writes what fits: the caller sees a short write, then ENOSPC. */
+        size = (size_t) MIN((uint64_t) size, h->size - (uint64_t) off);
+
+        n = storage_io(h, true, NULL, bufv, size, off);
+        if (n < 0)
+                return (void) fuse_reply_err(req, (int) -n);
+        (void) fuse_reply_write(req, (size_t) n);
+}
+
+void storage_file_fsync(Filesystem *fs, fuse_req_t req, Handle *h) {
+        if (h->dead || h->fd < 0)
+                return (void) fuse_reply_err(req, EIO);
+        if (fsync(h->fd) < 0)
+                return (void) fuse_reply_err(req, errno);
+        (void) fuse_reply_err(req, 0);
+}
+
+int storage_file_check_truncate(const Dut *d, uint64_t size) {
+        return size <= d->storage_size ? 0 : -ENOSPC;
+}
+
+void storage_handle_kill(Handle *h) {
+        /* The daemon ends the session with the connection it belongs to. */
+        h->session = 0;
+}
+
+static void on_close_reply(sd_bus_message *reply, int error, void *userdata) {
+        const char *dut = userdata;
+
+        if (error < 0)
+                log_dut(LOG_WARNING, error, dut, "Failed to close the storage session of %s: %m", dut);
+}
+
+void storage_handle_release(Handle *h) {
+        char *dut;
+        int r;
+
+        h->fd = safe_close(h->fd);
+        if (h->session == 0 || !h->fs)
+                return;
+
+        dut = strdup(h->dut);
+        if (!dut)
+                return (void) log_oom();
+        r = agent_call(h->fs->agent, "CloseStorage", 0, on_close_reply, dut, free, "t", h->session);
+        if (r < 0) {
+                log_dut(LOG_WARNING, r, dut, "Failed to close the storage session of %s: %m", dut);
+                free(dut);
+        }
+        h->session = 0;
+}
