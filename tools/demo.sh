@@ -20,11 +20,12 @@ step echo on \> /jmp/dut1/power
 echo on > /jmp/dut1/power
 step cat /jmp/dut1/power
 cat /jmp/dut1/power
-step "grep -m1 'boot complete' /jmp/dut1/serial.log"
-for _ in $(seq 1 100); do grep -q 'boot complete' /jmp/dut1/serial.log && break; sleep 0.1; done
+step "grep -m1 'boot complete' /jmp/dut1/serial.log   # again until the board has booted"
+for _ in $(seq 1 100); do grep -m1 'boot complete' /jmp/dut1/serial.log && break; sleep 0.1; done
+step cat /jmp/dut1/serial.log
 cat /jmp/dut1/serial.log
 echo
-step "echo 'uname -a' > /jmp/dut1/serial   # type at the DUT's console"
+step "printf 'uname -a\\r' > /jmp/dut1/serial   # type at the DUT's console"
 printf 'uname -a\r' > /jmp/dut1/serial
 sleep 0.3
 tail -n 2 /jmp/dut1/serial.log
