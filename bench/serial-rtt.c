@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <pty.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,12 +67,13 @@ static int measure(int fd, unsigned n, bool erase, uint64_t *samples) {
                 if (erase && (write(fd, "\x7f", 1) != 1 || read_exact(fd, buf, 3) < 0))
                         return -EIO;
         }
-        qsort(samples, n, sizeof *samples, cmp_u64);
         return 0;
 }
 
+#define BLOCK 100
+
 int main(int argc, char *argv[]) {
-        unsigned n = argc > 2 ? (unsigned) atoi(argv[2]) : 2000;
+        unsigned n = argc > 2 ? (unsigned) atoi(argv[2]) : 5000;
         uint64_t *ours, *bare;
         int master, slave, fd;
         pid_t pid;
@@ -81,6 +83,7 @@ int main(int argc, char *argv[]) {
                         argv[0]);
                 return 2;
         }
+        n = (n + BLOCK - 1) / BLOCK * BLOCK;
         ours = calloc(n, sizeof *ours);
         bare = calloc(n, sizeof *bare);
         if (!ours || !bare)
@@ -92,8 +95,17 @@ int main(int argc, char *argv[]) {
         make_raw(slave);
         pid = fork();
         if (pid == 0) {
+                const char *cpu = getenv("PEER_CPU");
                 char c;
 
+                /* Where the daemon runs, when the caller pinned it there: like with like. */
+                if (cpu) {
+                        cpu_set_t set;
+
+                        CPU_ZERO(&set);
+                        CPU_SET(atoi(cpu), &set);
+                        (void) sched_setaffinity(0, sizeof set, &set);
+                }
                 close(slave);
                 while (read(master, &c, 1) == 1)
                         if (write(master, &c, 1) != 1)
@@ -101,22 +113,29 @@ int main(int argc, char *argv[]) {
                 _exit(0);
         }
         close(master);
-        if (measure(slave, n, false, bare) < 0)
-                return fprintf(stderr, "bare pty echo failed\n"), 1;
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
-        close(slave);
 
         fd = open(argv[1], O_RDWR | O_NOCTTY | O_CLOEXEC);
         if (fd < 0)
                 return perror(argv[1]), 1;
         make_raw(fd);
         tcflush(fd, TCIOFLUSH);
-        if (measure(fd, n, true, ours) < 0)
-                return fprintf(stderr, "no echo from %s: is the DUT powered on and booted?\n", argv[1]), 1;
-        close(fd);
 
-        printf("serial round trip, 1 byte, %u samples\n", n);
+        /* Side by side: blocks of the two alternate, so that both see the same machine (on a small
+         * VM the scheduler's placement moves round trips by tens of microseconds over time). */
+        for (unsigned i = 0; i < n; i += BLOCK) {
+                if (measure(slave, BLOCK, false, bare + i) < 0)
+                        return fprintf(stderr, "bare pty echo failed\n"), 1;
+                if (measure(fd, BLOCK, true, ours + i) < 0)
+                        return fprintf(stderr, "no echo from %s: is the DUT powered on and booted?\n", argv[1]), 1;
+        }
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+        close(slave);
+        close(fd);
+        qsort(bare, n, sizeof *bare, cmp_u64);
+        qsort(ours, n, sizeof *ours, cmp_u64);
+
+        printf("serial round trip, 1 byte, %u samples each, alternating blocks of %d\n", n, BLOCK);
         printf("  bare pty + echo process: p50 %6.1f us  p99 %6.1f us\n", bare[n / 2] / 1e3, bare[n * 99 / 100] / 1e3);
         printf("  %s (sim board): p50 %6.1f us  p99 %6.1f us\n", argv[1], ours[n / 2] / 1e3,
                ours[n * 99 / 100] / 1e3);

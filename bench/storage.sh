@@ -22,4 +22,4 @@ awk -v d="$best_direct" -v f="$best_fuse" 'BEGIN {
         printf "storage write, %d MiB, bs=4M, conv=fsync (best of 3)\n", '"$MB"'
         printf "  dd to the backing file:   %.2f GB/s\n", d
         printf "  dd to /jmp/dut1/storage:  %.2f GB/s\n", f
-        printf "  ratio: %.2f (target >= 0.70: %s)\n", r, r >= 0.70 ? "met" : "missed" }'
+        printf "  ratio: %.2f (target >= 0.70: %s)\n", r, (r >= 0.70) ? "met" : "missed" }'
