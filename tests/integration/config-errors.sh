@@ -85,4 +85,19 @@ metadata: {name: test
 export: [
 YAML
 expect_error "$T/missing.yaml" "$JMP" local start --config "$T/missing.yaml" --mountpoint "$MNT"
+
+# Valid YAML that the daemon cannot bring up (an image in a directory that does not exist): start
+# says why, with the daemon's own words, and leaves nothing behind.
+write_config "$T/cfg-nodir.yaml" "      storage: $T/no/such/dir/dut1.img"
+expect_error "$T/no/such/dir/dut1.img" "$JMP" local start --config "$T/cfg-nodir.yaml" --mountpoint "$MNT"
+grep -qs " $MNT " /proc/self/mountinfo && fail "mounted after the daemon failed"
+for f in "$JMP_RUNTIME_DIR"/local/*/*.pid; do
+        [ -e "$f" ] && alive "$(cut -d' ' -f1 "$f")" && fail "left running: $f"
+done
+
+# A mount point that another file system already uses is refused.
+mkdir -p "$MNT"
+mount -t tmpfs none "$MNT"
+expect_error "already a mount point" "$JMP" local start --config "$T/cfg-nodir.yaml" --mountpoint "$MNT"
+umount "$MNT"
 echo PASS
