@@ -2,10 +2,15 @@
 #include "driver.h"
 #include "macro.h"
 
-/* Adding a driver is adding its file and one line here. */
-static const Driver *const drivers[] = {
-        &driver_sim,
-        &driver_file,
+/* Each family of drivers (jumpstarterd/drivers/<family>/) lists its drivers in its own
+ * NULL-terminated table; adding a driver is adding its file and one line in that table. */
+static const Driver *const *const driver_families[] = {
+        drivers_sim,
+        drivers_serial,
+        drivers_power,
+        drivers_gpio,
+        drivers_storage,
+        drivers_qemu,
 };
 
 static const char *const power_state_table[_POWER_STATE_MAX] = {
@@ -21,9 +26,10 @@ static const char *const power_action_table[_POWER_ACTION_MAX] = {
 };
 
 const Driver *driver_find(const char *name) {
-        for (size_t i = 0; i < ELEMENTSOF(drivers); i++)
-                if (streq(drivers[i]->name, name))
-                        return drivers[i];
+        for (size_t f = 0; f < ELEMENTSOF(driver_families); f++)
+                for (const Driver *const *d = driver_families[f]; *d; d++)
+                        if (streq((*d)->name, name))
+                                return *d;
         return NULL;
 }
 

@@ -77,5 +77,13 @@ typedef struct Driver {
 /* The driver table (driver.c). */
 const Driver *driver_find(const char *name);
 
+/* The families' tables, NULL-terminated, each defined in jumpstarterd/drivers/<family>/. */
+extern const Driver *const drivers_sim[];
+extern const Driver *const drivers_serial[];
+extern const Driver *const drivers_power[];
+extern const Driver *const drivers_gpio[];
+extern const Driver *const drivers_storage[];
+extern const Driver *const drivers_qemu[];
+
 extern const Driver driver_sim;
 extern const Driver driver_file;

@@ -696,8 +696,8 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
                 const char *names[64];
                 size_t n = 0;
 
-                for (; driver_types[n] && n < ELEMENTSOF(names); n++)
-                        names[n] = driver_types[n]->name;
+                for (const DriverType *k = driver_type_next(NULL); k && n < ELEMENTSOF(names); k = driver_type_next(k))
+                        names[n++] = k->name;
                 q = quote(name, strlen(name));
                 list = join(names, n);
                 if (!q || !list)

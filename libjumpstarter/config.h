@@ -44,9 +44,17 @@ typedef struct DriverType {
         const char *help;
 } DriverType;
 
-/* The table of known driver types (libjumpstarter/driver-types.c). */
+/* The known driver types: libjumpstarter/driver-types.c and one driver-types-<family>.c per
+ * family, each with a NULL-terminated table. */
 const DriverType *driver_type_find(const char *name);
-extern const DriverType *const driver_types[]; /* NULL-terminated */
+/* Iterates over all known types: driver_type_next(NULL) is the first; NULL after the last. */
+const DriverType *driver_type_next(const DriverType *prev);
+extern const DriverType *const driver_types_sim[];
+extern const DriverType *const driver_types_serial[];
+extern const DriverType *const driver_types_power[];
+extern const DriverType *const driver_types_gpio[];
+extern const DriverType *const driver_types_storage[];
+extern const DriverType *const driver_types_qemu[];
 
 typedef struct OptionValue {
         const OptionSpec *spec;

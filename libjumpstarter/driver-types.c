@@ -6,7 +6,7 @@
 
 /* Defaults are applied by the drivers (driver_config_get_u64(c, name, default)); the help text
  * states them so that docs and error messages can. Adding a driver type is adding a table below
- * and a line in driver_types[]. */
+ * and a line in its family's table. */
 
 static const OptionSpec sim_options[] = {
         { "storage", OPTION_PATH, false,
@@ -26,30 +26,39 @@ static const DriverType driver_type_sim = {
         .help = "a simulated board: power switch, serial console with a boot log, and storage",
 };
 
-static const OptionSpec file_options[] = {
-        { "path", OPTION_PATH, true, "image file; relative paths are relative to the config file" },
-        { "size", OPTION_SIZE, false, "create the file with this size if missing, or grow it to it" },
-        {}
-};
-
-static const DriverType driver_type_file = {
-        .name = "file",
-        .classes = 1U << DRIVER_CLASS_STORAGE,
-        .options = file_options,
-        .help = "storage backed by an image file",
-};
-
-const DriverType *const driver_types[] = {
+const DriverType *const driver_types_sim[] = {
         &driver_type_sim,
-        &driver_type_file,
         NULL,
 };
+
+/* One NULL-terminated table per family of drivers, in driver-types-<family>.c. */
+static const DriverType *const *const families[] = {
+        driver_types_sim,
+        driver_types_serial,
+        driver_types_power,
+        driver_types_gpio,
+        driver_types_storage,
+        driver_types_qemu,
+};
+
+const DriverType *driver_type_next(const DriverType *prev) {
+        bool found = !prev;
+
+        for (size_t f = 0; f < ELEMENTSOF(families); f++)
+                for (const DriverType *const *t = families[f]; *t; t++) {
+                        if (found)
+                                return *t;
+                        if (*t == prev)
+                                found = true;
+                }
+        return NULL;
+}
 
 const DriverType *driver_type_find(const char *name) {
         if (!name)
                 return NULL;
-        for (size_t i = 0; driver_types[i]; i++)
-                if (streq(driver_types[i]->name, name))
-                        return driver_types[i];
+        for (const DriverType *t = driver_type_next(NULL); t; t = driver_type_next(t))
+                if (streq(t->name, name))
+                        return t;
         return NULL;
 }

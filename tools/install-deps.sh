@@ -6,6 +6,9 @@ PACKAGES=(
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev valgrind
         libsystemd-dev libfuse3-dev fuse3 libjansson-dev libyaml-dev
         socat python3-serial picocom tio util-linux procps coreutils
+        libserialport-dev libgpiod-dev gpiod libcurl4-openssl-dev libjansson-dev
+        zlib1g-dev liblzma-dev libzstd-dev xz-utils zstd gzip cpio
+        ser2net pdudaemon bmap-tools busybox-static qemu-system-x86
 )
 
 missing=()

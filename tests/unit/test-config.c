@@ -523,10 +523,10 @@ TEST(driver_tables) {
         ASSERT_EQ(file->options[0].type, OPTION_PATH);
 
         /* Every table entry is complete: a name, help, classes, and named, helped options. */
-        for (size_t i = 0; driver_types[i]; i++) {
-                ASSERT_TRUE(driver_types[i]->name && driver_types[i]->help && driver_types[i]->classes);
-                ASSERT_TRUE(driver_type_find(driver_types[i]->name) == driver_types[i]);
-                for (const OptionSpec *o = driver_types[i]->options; o->name; o++)
+        for (const DriverType *t = driver_type_next(NULL); t; t = driver_type_next(t)) {
+                ASSERT_TRUE(t->name && t->help && t->classes);
+                ASSERT_TRUE(driver_type_find(t->name) == t);
+                for (const OptionSpec *o = t->options; o->name; o++)
                         ASSERT_TRUE(o->help && o->type >= 0 && o->type < _OPTION_TYPE_MAX);
         }
 }

@@ -1,0 +1,6 @@
+/* Serial console drivers: the table of this family */
+#include "driver.h"
+
+const Driver *const drivers_serial[] = {
+        NULL,
+};
