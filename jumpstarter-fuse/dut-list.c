@@ -14,6 +14,9 @@ void dut_done(Dut *d) {
         free(d->serial_path);
         free(d->labels_text);
         free(d->lease_text);
+        for (char **s = d->gpio_lines; s && *s; s++)
+                free(*s);
+        free(d->gpio_lines);
         *d = (Dut) {};
 }
 
@@ -32,7 +35,16 @@ Dut *dut_list_find(const DutList *l, const char *name) {
 }
 
 bool dut_has_class(const Dut *d, int driver_class) {
+        if (driver_class == DRIVER_CLASS_GPIO_LINES)
+                return d->gpio_lines;
         return driver_class < 0 || (d->classes & (1U << driver_class));
+}
+
+bool dut_has_gpio_line(const Dut *d, const char *line) {
+        for (char **s = d->gpio_lines; s && *s; s++)
+                if (streq(*s, line))
+                        return true;
+        return false;
 }
 
 typedef struct Pair {
@@ -229,6 +241,43 @@ static void on_describe_reply(sd_bus_message *reply, int error, void *userdata) 
         dut_loader_finish(l);
 }
 
+static void on_list_gpio_reply(sd_bus_message *reply, int error, void *userdata) {
+        DescribeCall *c = userdata;
+        DutLoader *l = c->loader;
+        Dut *d = &l->list.duts[c->index];
+        char **names = NULL;
+        size_t n = 0;
+        int r;
+
+        if (error < 0) {
+                log_warning_errno(error, "ListGpio(%s) failed: %m", d->name);
+                l->error = error;
+                goto finish;
+        }
+        r = sd_bus_message_read_strv(reply, &names);
+        if (r < 0) {
+                l->error = log_warning_errno(r, "Failed to parse the GPIO lines of %s: %m", d->name);
+                goto finish;
+        }
+        /* Names become file names: only valid ones. */
+        for (size_t i = 0; names && names[i]; i++) {
+                if (gpio_line_name_is_valid(names[i]))
+                        names[n++] = names[i];
+                else {
+                        log_warning("Ignoring GPIO line \"%s\" of %s: not a valid line name.", names[i], d->name);
+                        free(names[i]);
+                }
+        }
+        if (names)
+                names[n] = NULL;
+        if (n > 0)
+                d->gpio_lines = TAKE_PTR(names);
+finish:
+        strv_free_all(names);
+        l->n_pending--;
+        dut_loader_finish(l);
+}
+
 static void on_list_reply(sd_bus_message *reply, int error, void *userdata) {
         DutLoader *l = userdata;
         char **names = NULL;
@@ -271,6 +320,21 @@ static void on_list_reply(sd_bus_message *reply, int error, void *userdata) {
                 }
                 *c = (DescribeCall) { .loader = dut_loader_ref(l), .index = l->list.n_duts++ };
                 r = agent_call(l->agent, "DescribeDut", LOAD_TIMEOUT_USEC, on_describe_reply, c,
+                               describe_call_free, "s", d->name);
+                if (r < 0) {
+                        describe_call_free(c);
+                        l->error = r;
+                        break;
+                }
+                l->n_pending++;
+
+                c = calloc(1, sizeof *c);
+                if (!c) {
+                        l->error = -ENOMEM;
+                        break;
+                }
+                *c = (DescribeCall) { .loader = dut_loader_ref(l), .index = l->list.n_duts - 1 };
+                r = agent_call(l->agent, "ListGpio", LOAD_TIMEOUT_USEC, on_list_gpio_reply, c,
                                describe_call_free, "s", d->name);
                 if (r < 0) {
                         describe_call_free(c);

@@ -14,6 +14,9 @@ typedef struct Dut {
         uint64_t storage_size;
         char *labels_text;      /* "key=value\n" lines, sorted by key */
         char *lease_text;       /* "name=..\nholder=..\nselector=..\nbegin=..\nend=..\n" */
+        /* GPIO line names (ListGpio), NULL-terminated; NULL without lines. dut_has_class() says
+         * DRIVER_CLASS_GPIO_LINES when there are some. */
+        char **gpio_lines;
 } Dut;
 
 typedef struct DutList {
@@ -25,6 +28,7 @@ void dut_done(Dut *d);
 void dut_list_done(DutList *l);
 Dut *dut_list_find(const DutList *l, const char *name);
 bool dut_has_class(const Dut *d, int driver_class);
+bool dut_has_gpio_line(const Dut *d, const char *line);
 
 /* Fills d from a DescribeDut reply (d->name must be set already). */
 int dut_parse_description(Dut *d, sd_bus_message *reply);

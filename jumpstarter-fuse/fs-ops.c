@@ -125,6 +125,10 @@ void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, s
                 st->st_mode = S_IFDIR | 0700;
                 st->st_nlink = 2;
                 break;
+        case FILE_KIND_GPIO:
+                st->st_mode = S_IFDIR | 0755;
+                st->st_nlink = 2;
+                break;
         case FILE_KIND_POWER:
                 st->st_mode = S_IFREG | 0644;
                 break;
@@ -133,6 +137,7 @@ void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, s
                 st->st_size = (off_t) strlen(d->serial_path);
                 break;
         case FILE_KIND_SERIAL_LOG:
+        case FILE_KIND_POWER_READING:
                 st->st_mode = S_IFREG | 0444;
                 break;
         case FILE_KIND_STORAGE:
@@ -308,6 +313,7 @@ Filesystem *fs_free(Filesystem *fs) {
         dut_list_done(&fs->duts);
         free(fs->by_slot);
         inode_table_done(&fs->inodes);
+        inode_table_done(&fs->gpio_inodes);
         free(fs->io_buffer);
         sd_event_unref(fs->event);
         free(fs);
@@ -344,9 +350,13 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
                 return (void) fuse_reply_entry(req, &e);
         }
 
+        if (gpio_inode_is(parent))
+                return (void) fuse_reply_err(req, ENOTDIR);
         r = fs_resolve(fs, parent, &d, &parent_kind);
         if (r < 0)
                 return (void) fuse_reply_err(req, -r);
+        if (parent_kind == FILE_KIND_GPIO)
+                return gpio_dir_lookup(fs, req, d, name);
         if (parent_kind != FILE_KIND_DIR)
                 return (void) fuse_reply_err(req, ENOTDIR);
 
@@ -382,6 +392,8 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
                 fs_fill_attr(fs, ino, FILE_KIND_DIR, NULL, &st);
                 return (void) fuse_reply_attr(req, &st, ATTR_TIMEOUT);
         }
+        if (gpio_inode_is(ino))
+                return gpio_file_getattr(fs, req, ino, 0);
 
         r = fs_resolve(fs, ino, &d, &kind);
         if (r < 0)
@@ -402,6 +414,8 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 
         if (ino == INODE_ROOT)
                 return (void) fuse_reply_err(req, EPERM);
+        if (gpio_inode_is(ino))
+                return gpio_file_getattr(fs, req, ino, to_set);
         r = fs_resolve(fs, ino, &d, &kind);
         if (r < 0)
                 return (void) fuse_reply_err(req, -r);
@@ -422,6 +436,7 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
                         /* Shells truncate before writing a word; nothing to truncate. */
                         break;
                 case FILE_KIND_DIR:
+                case FILE_KIND_GPIO:
                         return (void) fuse_reply_err(req, EISDIR);
                 default:
                         return (void) fuse_reply_err(req, EACCES);
@@ -513,6 +528,8 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
         if (ino == INODE_ROOT)
                 return (void) fuse_reply_err(req, EISDIR);
+        if (gpio_inode_is(ino))
+                return gpio_file_open(fs, req, ino, fi);
         r = fs_resolve(fs, ino, &d, &kind);
         if (r < 0)
                 return (void) fuse_reply_err(req, -r);
@@ -520,6 +537,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         /* Read-only files are refused here too: root passes default_permissions' mode checks. */
         switch (kind) {
         case FILE_KIND_DIR:
+        case FILE_KIND_GPIO:
                 return (void) fuse_reply_err(req, EISDIR);
         case FILE_KIND_SERIAL:
                 return (void) fuse_reply_err(req, ELOOP);
@@ -527,6 +545,15 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 h = handle_new(fs, kind, d->name);
                 if (!h)
                         return (void) fuse_reply_err(req, ENOMEM);
+                fi->direct_io = 1;
+                return handle_reply_open(h, req, fi);
+        case FILE_KIND_POWER_READING:
+                if (writing)
+                        return (void) fuse_reply_err(req, EACCES);
+                h = handle_new(fs, kind, d->name);
+                if (!h)
+                        return (void) fuse_reply_err(req, ENOMEM);
+                /* A fresh measurement per read at offset 0, not the page cache's. */
                 fi->direct_io = 1;
                 return handle_reply_open(h, req, fi);
         case FILE_KIND_SERIAL_LOG:
@@ -552,6 +579,10 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         switch (h->kind) {
         case FILE_KIND_POWER:
                 return power_file_read(fs, req, h, size, off);
+        case FILE_KIND_GPIO:
+                return gpio_file_read(fs, req, h, size, off);
+        case FILE_KIND_POWER_READING:
+                return power_reading_file_read(fs, req, h, size, off);
         case FILE_KIND_SERIAL_LOG:
                 return serial_log_file_read(fs, req, h, size);
         case FILE_KIND_STORAGE:
@@ -572,6 +603,8 @@ static void fs_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *
         switch (h->kind) {
         case FILE_KIND_POWER:
                 return power_file_write(fs, req, h, bufv);
+        case FILE_KIND_GPIO:
+                return gpio_file_write(fs, req, h, bufv);
         case FILE_KIND_STORAGE:
                 return storage_file_write(fs, req, h, bufv, off);
         default:
@@ -610,11 +643,13 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
         Dut *d;
         int r;
 
+        if (gpio_inode_is(ino))
+                return (void) fuse_reply_err(req, ENOTDIR);
         if (ino != INODE_ROOT) {
                 r = fs_resolve(fs, ino, &d, &kind);
                 if (r < 0)
                         return (void) fuse_reply_err(req, -r);
-                if (kind != FILE_KIND_DIR)
+                if (kind != FILE_KIND_DIR && kind != FILE_KIND_GPIO)
                         return (void) fuse_reply_err(req, ENOTDIR);
         }
         fi->fh = 0;
@@ -630,6 +665,12 @@ typedef struct DirBuffer {
 } DirBuffer;
 
 /* Adds the entry at position pos (its offset cookie is pos + 1) if it is at or after the start. */
+static void dir_buffer_add(DirBuffer *b, off_t pos, const char *name, fuse_ino_t ino, mode_t mode);
+
+static void dir_buffer_add_cb(void *b, off_t pos, const char *name, fuse_ino_t ino, mode_t mode) {
+        dir_buffer_add(b, pos, name, ino, mode);
+}
+
 static void dir_buffer_add(DirBuffer *b, off_t pos, const char *name, fuse_ino_t ino, mode_t mode) {
         struct stat st = { .st_ino = ino, .st_mode = mode };
         size_t n;
@@ -669,13 +710,21 @@ static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
                         if (fs->by_slot[i])
                                 dir_buffer_add(&b, 2 + (off_t) i, fs->by_slot[i]->name,
                                                inode_make(i, FILE_KIND_DIR), S_IFDIR);
-        } else {
+        } else if (gpio_inode_is(ino))
+                return (void) fuse_reply_err(req, ENOTDIR);
+        else {
                 r = fs_resolve(fs, ino, &d, &kind);
                 if (r < 0)
                         return (void) fuse_reply_err(req, -r);
+                slot = fs_slot_of(fs, d->name);
+                if (kind == FILE_KIND_GPIO) {
+                        dir_buffer_add(&b, 0, ".", ino, S_IFDIR);
+                        dir_buffer_add(&b, 1, "..", inode_make(slot, FILE_KIND_DIR), S_IFDIR);
+                        gpio_dir_list(fs, d, dir_buffer_add_cb, &b);
+                        return (void) fuse_reply_buf(req, buf, b.used);
+                }
                 if (kind != FILE_KIND_DIR)
                         return (void) fuse_reply_err(req, ENOTDIR);
-                slot = fs_slot_of(fs, d->name);
 
                 dir_buffer_add(&b, 0, ".", ino, S_IFDIR);
                 dir_buffer_add(&b, 1, "..", INODE_ROOT, S_IFDIR);

@@ -31,6 +31,7 @@ struct Filesystem {
         bool loaded_once;
 
         InodeTable inodes;
+        InodeTable gpio_inodes;         /* "dut/line" names of GPIO line files, see INODE_GPIO_BASE */
         DutList duts;
         Dut **by_slot;                  /* slot -> the DUT in duts, or NULL while absent */
         size_t n_by_slot;
@@ -65,6 +66,7 @@ struct Handle {
         uint64_t size;                  /* storage */
         uint64_t session;               /* storage: != 0 for a writable open */
         uint64_t reader;                /* serial.log: the daemon's id of this reader */
+        char *gpio_line;                /* gpio/<line> (kind FILE_KIND_GPIO): the line's name */
 
         sd_event_source *io_source;     /* serial.log: waits for data for a poll handle */
         struct fuse_pollhandle *poll_handle;
@@ -132,6 +134,23 @@ const char *power_action_to_string(PowerAction a);
 PowerAction power_action_from_payload(const char *buf, size_t size);
 void power_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off);
 void power_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv);
+
+/* power-reading-file.c */
+void power_reading_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off);
+
+/* gpio-file.c: gpio/ and its files, one per line. Their handles have kind FILE_KIND_GPIO (a
+ * directory is never opened as a file) and name the line in gpio_line. */
+bool gpio_inode_is(fuse_ino_t ino);
+/* The value a write to a line file carries: "0" or "1", optionally followed by one newline;
+ * anything else is -EINVAL. */
+int gpio_value_from_payload(const char *buf, size_t size);
+void gpio_dir_lookup(Filesystem *fs, fuse_req_t req, const Dut *d, const char *name);
+/* Adds the entries of d's gpio/ (after "." and ".."): add(pos, name, ino, mode) per line. */
+void gpio_dir_list(Filesystem *fs, const Dut *d, void (*add)(void *b, off_t pos, const char *name, fuse_ino_t ino, mode_t mode), void *b);
+void gpio_file_getattr(Filesystem *fs, fuse_req_t req, fuse_ino_t ino, int to_set);
+void gpio_file_open(Filesystem *fs, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void gpio_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off);
+void gpio_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv);
 
 /* serial-log-file.c */
 void serial_log_file_open(Filesystem *fs, fuse_req_t req, const Dut *d, struct fuse_file_info *fi);

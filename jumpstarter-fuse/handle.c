@@ -72,6 +72,7 @@ Handle *handle_unref(Handle *h) {
         handle_kill(h);
         handle_unlink(h);
         free(h->dut);
+        free(h->gpio_line);
         free(h->text);
         free(h);
         return NULL;

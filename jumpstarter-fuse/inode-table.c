@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent-api.h"
 #include "config.h"
 #include "inode-table.h"
 #include "macro.h"
@@ -9,21 +10,27 @@
 static const char *const file_kind_table[_FILE_KIND_MAX] = {
         [FILE_KIND_DIR] = NULL,
         [FILE_KIND_POWER] = "power",
+        [FILE_KIND_POWER_READING] = "power.reading",
         [FILE_KIND_SERIAL] = "serial",
         [FILE_KIND_SERIAL_LOG] = "serial.log",
         [FILE_KIND_STORAGE] = "storage",
         [FILE_KIND_LABELS] = "labels",
         [FILE_KIND_LEASE] = "lease",
+        [FILE_KIND_GPIO] = "gpio",
 };
 
 static const int file_kind_class_table[_FILE_KIND_MAX] = {
         [FILE_KIND_DIR] = -1,
         [FILE_KIND_POWER] = DRIVER_CLASS_POWER,
+        /* Not a class: DescribeDut sets this bit beside the classes when the power driver measures. */
+        [FILE_KIND_POWER_READING] = AGENT_DUT_POWER_READING_BIT,
         [FILE_KIND_SERIAL] = DRIVER_CLASS_SERIAL,
         [FILE_KIND_SERIAL_LOG] = DRIVER_CLASS_SERIAL,
         [FILE_KIND_STORAGE] = DRIVER_CLASS_STORAGE,
         [FILE_KIND_LABELS] = -1,
         [FILE_KIND_LEASE] = -1,
+        /* Set in Dut.classes when the DUT has GPIO lines. */
+        [FILE_KIND_GPIO] = DRIVER_CLASS_GPIO_LINES,
 };
 
 const char *file_kind_to_string(FileKind k) {
@@ -82,6 +89,8 @@ int inode_table_slot(InodeTable *t, const char *name, bool create, size_t *ret_s
 const char *inode_table_name(const InodeTable *t, size_t slot) {
         return slot < t->n_names ? t->names[slot] : NULL;
 }
+
+_Static_assert(_FILE_KIND_MAX <= INODE_BLOCK, "a DUT's inode block holds every kind");
 
 uint64_t inode_make(size_t slot, FileKind kind) {
         return INODE_ROOT + 1 + (uint64_t) slot * INODE_BLOCK + (uint64_t) kind;

@@ -10,11 +10,13 @@
 typedef enum FileKind {
         FILE_KIND_DIR,
         FILE_KIND_POWER,
+        FILE_KIND_POWER_READING, /* only where the power driver measures */
         FILE_KIND_SERIAL,
         FILE_KIND_SERIAL_LOG,
         FILE_KIND_STORAGE,
         FILE_KIND_LABELS,
         FILE_KIND_LEASE,
+        FILE_KIND_GPIO,         /* the directory gpio/; its files have inodes of their own (INODE_GPIO_BASE) */
         _FILE_KIND_MAX,
         _FILE_KIND_INVALID = -EINVAL,
 } FileKind;
@@ -28,7 +30,10 @@ int file_kind_driver_class(FileKind k);
 
 #define INODE_ROOT UINT64_C(1)
 /* Each DUT owns a block of inode numbers: its directory, then one per FileKind. */
-#define INODE_BLOCK UINT64_C(8)
+#define INODE_BLOCK UINT64_C(16)
+/* GPIO line files (gpio/<line>): INODE_GPIO_BASE + their slot in a table of "dut/line" names, far
+ * above any DUT block. */
+#define INODE_GPIO_BASE (UINT64_C(1) << 40)
 
 /* Maps DUT names to slots, and slots to blocks of inode numbers. A slot is never reused for another
  * name, so an inode number means the same file for the whole life of the mount, also when a DUT

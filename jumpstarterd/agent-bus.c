@@ -25,11 +25,14 @@ struct Connection {
         Connection *prev, *next;
 };
 
-/* A writable OpenStorage: keeps the DUT from powering on until closed or its connection ends. */
+/* An OpenStorage, until CloseStorage or the end of its connection: a writable one keeps the DUT
+ * from powering on, and any one keeps a card behind a mux with the host. */
 struct StorageSession {
         uint64_t id;
         Connection *owner;
         Dut *dut;
+        bool writable;
+        sd_bus_message *opening; /* the OpenStorage to answer while the mux switches to the host */
         StorageSession *next;
 };
 
@@ -147,7 +150,7 @@ static int method_describe_dut(sd_bus_message *m, void *userdata, sd_bus_error *
                 return r;
 
         r = sd_bus_message_append(reply, "stu", strempty(dut_get_serial_path(d)), dut_get_storage_size(d),
-                                  dut_get_classes(d));
+                                  dut_get_classes(d) | (dut_has_power_reading(d) ? AGENT_DUT_POWER_READING : 0));
         if (r < 0)
                 return r;
 
@@ -172,6 +175,46 @@ static int method_get_power(sd_bus_message *m, void *userdata, sd_bus_error *err
                 return sd_bus_error_set_errnof(error, -r, "DUT %s has no power driver", name);
 
         return sd_bus_reply_method_return(m, "s", strna(power_state_to_string(state)));
+}
+
+static void power_reading_done(Dut *d, int r, double watts, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = userdata;
+
+        if (r == -ECANCELED)
+                r = sd_bus_reply_method_errorf(m, "System.Error.ECANCELED", "jumpstarterd is shutting down");
+        else if (r < 0)
+                r = sd_bus_reply_method_errnof(m, -r, "Failed to read the power draw of DUT %s: %s",
+                                               dut_get_name(d), strerror(-r));
+        else
+                r = sd_bus_reply_method_return(m, "d", watts);
+        /* The caller may have hung up meanwhile; nobody is left to tell. */
+        if (r < 0)
+                log_debug_errno(r, "Failed to reply to GetPowerReading of %s: %m", dut_get_name(d));
+}
+
+static int method_get_power_reading(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Connection *c = userdata;
+        const char *name;
+        Dut *d = NULL;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        r = find_dut(c, name, error, &d);
+        if (r < 0)
+                return r;
+        r = dut_get_power_reading(d, power_reading_done, sd_bus_message_ref(m));
+        if (r < 0) {
+                sd_bus_message_unref(m);
+                if (r == -EOPNOTSUPP)
+                        return sd_bus_error_set_errnof(error, EOPNOTSUPP, "The power driver of DUT %s does not measure",
+                                                       name);
+                return sd_bus_error_set_errnof(error, -r, "Failed to read the power draw of DUT %s: %s", name,
+                                               strerror(-r));
+        }
+        /* The driver replies through power_reading_done(). */
+        return 1;
 }
 
 static void power_call_done(Dut *d, int r, void *userdata) {
@@ -296,6 +339,61 @@ static int method_serial_log_stat(sd_bus_message *m, void *userdata, sd_bus_erro
         return sd_bus_reply_method_return(m, "tt", bytes, modified);
 }
 
+static int storage_open_error(sd_bus_error *error, Dut *d, int r) {
+        const char *name = dut_get_name(d);
+        PowerState state = POWER_OFF;
+
+        switch (-r) {
+        case EOPNOTSUPP:
+                return sd_bus_error_set_errnof(error, EOPNOTSUPP, "DUT %s has no storage", name);
+        case EBUSY:
+                if (dut_get_power(d, &state) >= 0 && state != POWER_OFF)
+                        return sd_bus_error_set_errnof(error, EBUSY,
+                                                       "DUT %s is powered on; power it off before writing its storage",
+                                                       name);
+                return sd_bus_error_set_errnof(error, EBUSY,
+                                               "The storage of DUT %s is busy (a power action is under way, or the "
+                                               "block device is mounted on the exporter); see jumpstarterd's log",
+                                               name);
+        default:
+                return sd_bus_error_set_errnof(error, -r, "Failed to open the storage of DUT %s: %s", name,
+                                               strerror(-r));
+        }
+}
+
+static void storage_session_unlink(Agent *a, StorageSession *s) {
+        for (StorageSession **link = &a->sessions; *link; link = &(*link)->next)
+                if (*link == s) {
+                        *link = s->next;
+                        return;
+                }
+}
+
+static void storage_session_opened(Dut *d, int r, int fd_in, uint64_t size, void *userdata) {
+        StorageSession *s = userdata;
+        Agent *a = s->owner->agent;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = TAKE_PTR(s->opening);
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_close_ int fd = fd_in;
+
+        if (r >= 0) {
+                r = sd_bus_reply_method_return(m, "htt", fd, size, s->id);
+                if (r >= 0) {
+                        log_dut_prefix(LOG_INFO, 0, dut_get_name(d), "Storage opened for %s (session %" PRIu64 ")",
+                                       s->writable ? "writing" : "reading", s->id);
+                        return;
+                }
+                dut_close_storage_session(d, s->writable);
+        } else if (r == -ECANCELED)
+                (void) sd_bus_reply_method_errorf(m, "System.Error.ECANCELED", "jumpstarterd is shutting down");
+        else {
+                (void) storage_open_error(&error, d, r);
+                (void) sd_bus_reply_method_error(m, &error);
+        }
+        storage_session_unlink(a, s);
+        free(s);
+}
+
 static int method_open_storage(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Connection *c = userdata;
         Agent *a = c->agent;
@@ -313,43 +411,46 @@ static int method_open_storage(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r < 0)
                 return r;
 
-        if (writable) {
-                s = malloc(sizeof *s);
-                if (!s)
-                        return -ENOMEM;
-        }
+        s = malloc(sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        *s = (StorageSession) { .id = ++a->next_session_id, .owner = c, .dut = d, .writable = writable };
 
-        r = dut_open_storage(d, writable, &fd, &size);
-        if (r == -EOPNOTSUPP)
-                return sd_bus_error_set_errnof(error, EOPNOTSUPP, "DUT %s has no storage", name);
-        if (r == -EBUSY)
-                return sd_bus_error_set_errnof(error, EBUSY,
-                                               "DUT %s is powered on; power it off before writing its storage", name);
+        r = dut_open_storage_session(d, writable, storage_session_opened, s, &fd, &size);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, -r, "Failed to open the storage of DUT %s: %s", name,
-                                               strerror(-r));
-
-        if (writable) {
-                *s = (StorageSession) { .id = ++a->next_session_id, .owner = c, .dut = d, .next = a->sessions };
-                r = sd_bus_reply_method_return(m, "htt", fd, size, s->id);
-                if (r < 0) {
-                        dut_release_storage_writer(d);
-                        return r;
-                }
-                log_dut_prefix(LOG_INFO, 0, name, "Storage opened for writing (session %" PRIu64 ")", s->id);
+                return storage_open_error(error, d, r);
+        if (r == 0) {
+                /* The mux switches the card to the host first; storage_session_opened() replies. */
+                s->opening = sd_bus_message_ref(m);
+                s->next = a->sessions;
                 a->sessions = TAKE_PTR(s);
                 return 1;
         }
 
-        return sd_bus_reply_method_return(m, "htt", fd, size, UINT64_C(0));
+        r = sd_bus_reply_method_return(m, "htt", fd, size, s->id);
+        if (r < 0) {
+                dut_close_storage_session(d, writable);
+                return r;
+        }
+        log_dut_prefix(LOG_INFO, 0, name, "Storage opened for %s (session %" PRIu64 ")",
+                       writable ? "writing" : "reading", s->id);
+        s->next = a->sessions;
+        a->sessions = TAKE_PTR(s);
+        return 1;
 }
 
 static void storage_session_end(Agent *a, StorageSession **link) {
         StorageSession *s = *link;
 
         *link = s->next;
-        dut_release_storage_writer(s->dut);
-        log_dut_prefix(LOG_INFO, 0, dut_get_name(s->dut), "Storage closed (session %" PRIu64 ")", s->id);
+        if (s->opening) {
+                /* Its connection went away while the mux switched: nobody to answer. */
+                dut_cancel_storage_open(s->dut, s);
+                sd_bus_message_unref(s->opening);
+        } else {
+                dut_close_storage_session(s->dut, s->writable);
+                log_dut_prefix(LOG_INFO, 0, dut_get_name(s->dut), "Storage closed (session %" PRIu64 ")", s->id);
+        }
         free(s);
 }
 
@@ -364,7 +465,7 @@ static int method_close_storage(sd_bus_message *m, void *userdata, sd_bus_error 
                 return r;
 
         for (StorageSession **link = &a->sessions; *link; link = &(*link)->next) {
-                if ((*link)->id != id)
+                if ((*link)->id != id || (*link)->opening)
                         continue;
                 /* Named explicitly: sd-bus would send EPERM as AccessDenied, which reads back as EACCES. */
                 if ((*link)->owner != c)
@@ -374,6 +475,83 @@ static int method_close_storage(sd_bus_message *m, void *userdata, sd_bus_error 
                 return sd_bus_reply_method_return(m, NULL);
         }
         return sd_bus_error_set_errnof(error, ENOENT, "No storage session %" PRIu64, id);
+}
+
+static int method_list_gpio(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Connection *c = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *name;
+        Dut *d = NULL;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        r = find_dut(c, name, error, &d);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < dut_n_gpio_lines(d); i++) {
+                r = sd_bus_message_append(reply, "s", dut_gpio_line_name(d, i));
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int gpio_error(sd_bus_error *error, const char *dut, const char *line, const char *what, int r) {
+        if (r == -ENOENT)
+                return sd_bus_error_set_errnof(error, ENOENT, "DUT %s has no GPIO line '%s'", dut, line);
+        return sd_bus_error_set_errnof(error, -r, "Failed to %s GPIO line %s of DUT %s: %s", what, line, dut,
+                                       strerror(-r));
+}
+
+static int method_get_gpio(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Connection *c = userdata;
+        const char *name, *line;
+        bool value;
+        Dut *d = NULL;
+        int r;
+
+        r = sd_bus_message_read(m, "ss", &name, &line);
+        if (r < 0)
+                return r;
+        r = find_dut(c, name, error, &d);
+        if (r < 0)
+                return r;
+        r = dut_get_gpio(d, line, &value);
+        if (r < 0)
+                return gpio_error(error, name, line, "read", r);
+
+        return sd_bus_reply_method_return(m, "b", (int) value);
+}
+
+static int method_set_gpio(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Connection *c = userdata;
+        const char *name, *line;
+        int value, r;
+        Dut *d = NULL;
+
+        r = sd_bus_message_read(m, "ssb", &name, &line, &value);
+        if (r < 0)
+                return r;
+        r = find_dut(c, name, error, &d);
+        if (r < 0)
+                return r;
+        r = dut_set_gpio(d, line, value);
+        if (r < 0)
+                return gpio_error(error, name, line, "set", r);
+
+        return sd_bus_reply_method_return(m, NULL);
 }
 
 static const sd_bus_vtable agent_vtable[] = {
@@ -391,6 +569,10 @@ static const sd_bus_vtable agent_vtable[] = {
                                 SD_BUS_ARGS("s", dut),
                                 SD_BUS_RESULT("s", state),
                                 method_get_power, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetPowerReading",
+                                SD_BUS_ARGS("s", dut),
+                                SD_BUS_RESULT("d", watts),
+                                method_get_power_reading, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetPower",
                                 SD_BUS_ARGS("s", dut, "s", action),
                                 SD_BUS_NO_RESULT,
@@ -415,6 +597,18 @@ static const sd_bus_vtable agent_vtable[] = {
                                 SD_BUS_ARGS("t", session),
                                 SD_BUS_NO_RESULT,
                                 method_close_storage, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListGpio",
+                                SD_BUS_ARGS("s", dut),
+                                SD_BUS_RESULT("as", lines),
+                                method_list_gpio, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetGpio",
+                                SD_BUS_ARGS("s", dut, "s", line),
+                                SD_BUS_RESULT("b", value),
+                                method_get_gpio, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetGpio",
+                                SD_BUS_ARGS("s", dut, "s", line, "b", value),
+                                SD_BUS_NO_RESULT,
+                                method_set_gpio, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("PowerChanged",
                                 SD_BUS_ARGS("s", dut, "s", state),
                                 0),

@@ -8,6 +8,8 @@
 
 #include "config.h"
 
+struct termios;
+
 typedef enum PowerState {
         POWER_OFF,
         POWER_ON,
@@ -41,6 +43,8 @@ typedef struct DriverContext {
 
 /* Called once when an action that set() left pending is finished. */
 typedef void (*PowerDoneFunc)(int r, void *userdata);
+/* A power reading: r is 0 and watts the draw, or r is a negative errno. */
+typedef void (*PowerReadingFunc)(int r, double watts, void *userdata);
 
 typedef struct PowerDriverOps {
         /* Returns 1 when done at once (done is not called), 0 when pending (done is called later,
@@ -48,6 +52,11 @@ typedef struct PowerDriverOps {
          * before the first is done. */
         int (*set)(void *instance, PowerAction action, PowerDoneFunc done, void *userdata);
         PowerState (*get)(void *instance);
+        /* Optional: whether this instance measures the power draw (its config may say no). */
+        bool (*can_read)(void *instance);
+        /* Optional: measures the power draw. Returns 0 and calls done later (never from within
+         * read()), or a negative errno. May run while an action is pending. */
+        int (*read)(void *instance, PowerReadingFunc done, void *userdata);
 } PowerDriverOps;
 
 typedef struct SerialDriverOps {
@@ -55,13 +64,40 @@ typedef struct SerialDriverOps {
         void (*input)(void *instance, const void *data, size_t n);
         /* Size of the serial.log ring; 0 means the default. */
         uint64_t (*log_size)(void *instance);
+        /* Optional: the line settings the port starts with, so that the DUT's terminal shows them
+         * (stty -F /jmp/dut1/serial). */
+        void (*get_line)(void *instance, struct termios *ret);
+        /* Optional: a terminal program changed the line settings of the DUT's terminal (its
+         * tcsetattr: speed, stop bits, flow control; a pty keeps no data bits or parity), and the
+         * real port should follow. Returns 0 or a negative errno; the driver logs. */
+        int (*set_line)(void *instance, const struct termios *t);
 } SerialDriverOps;
+
+/* Called once when a mux switch that attach()/detach() left pending is finished. */
+typedef void (*StorageDoneFunc)(int r, void *userdata);
 
 typedef struct StorageDriverOps {
         uint64_t (*size)(void *instance);
-        /* Returns a new O_CLOEXEC fd of the storage, O_RDWR or O_RDONLY, or a negative errno. */
+        /* Returns a new O_CLOEXEC fd of the storage, O_RDWR or O_RDONLY, or a negative errno.
+         * With a mux, only between a finished attach() and the next detach(). */
         int (*open)(void *instance, bool writable);
+        /* Optional, for storage behind a mux (NULL: the host always has it). attach() hands the
+         * card to the host before the first open, detach() back to the DUT after the last close.
+         * Return 1 when done at once (done is not called), 0 when pending (done is called later,
+         * never from within), or a negative errno. The caller never starts a switch before the
+         * previous one is done, and never attaches while the DUT is powered. */
+        int (*attach)(void *instance, StorageDoneFunc done, void *userdata);
+        int (*detach)(void *instance, StorageDoneFunc done, void *userdata);
 } StorageDriverOps;
+
+/* One GPIO line (a DUT's gpio/<name>). Values are logical: active_low is the driver's business. The
+ * calls are register accesses through the GPIO character device and do not wait. */
+typedef struct GpioDriverOps {
+        /* 0 or 1, or a negative errno. */
+        int (*get)(void *instance);
+        /* Returns 0 or a negative errno. */
+        int (*set)(void *instance, bool value);
+} GpioDriverOps;
 
 typedef struct Driver {
         const char *name; /* the config's "type:" */
@@ -72,6 +108,7 @@ typedef struct Driver {
         const PowerDriverOps *power;
         const SerialDriverOps *serial;
         const StorageDriverOps *storage;
+        const GpioDriverOps *gpio;
 } Driver;
 
 /* The driver table (driver.c). */

@@ -15,12 +15,32 @@ typedef struct DriverInstance {
         void *instance;
 } DriverInstance;
 
+/* An open that waits for the mux to hand the storage to the host. */
+typedef struct StorageOpen StorageOpen;
+struct StorageOpen {
+        bool writable;
+        DutStorageOpenFunc done;
+        void *userdata;
+        int r, fd; /* the result, between the switch and the reply */
+        uint64_t size;
+        StorageOpen *next;
+};
+
 typedef struct PowerRequest PowerRequest;
 struct PowerRequest {
         PowerAction action;
         DutPowerDoneFunc done;
         void *userdata;
         PowerRequest *next;
+};
+
+/* A power reading asked of the driver; kept so that the DUT can cancel it when it goes away. */
+typedef struct ReadingRequest ReadingRequest;
+struct ReadingRequest {
+        Dut *dut;
+        DutPowerReadingFunc done;
+        void *userdata;
+        ReadingRequest *next;
 };
 
 struct Dut {
@@ -44,9 +64,21 @@ struct Dut {
         /* FIFO; the head is with the driver while power_in_flight. */
         PowerRequest *power_queue, *power_queue_tail;
         bool power_in_flight;
+        ReadingRequest *readings; /* with the driver */
+
+        /* One per "gpio:" line of the config, in its order. */
+        DriverInstance *gpio_lines;
+        size_t n_gpio_lines;
 
         unsigned n_storage_writers;
         bool stopping; /* the daemon is going down: nothing powers on any more */
+
+        /* Storage sessions (every open through the agent). Storage behind a mux is attached to
+         * the host from the first open to the last close; opens wait while a switch runs, and so
+         * does a power on that was asked while the card goes back to the DUT. */
+        unsigned n_storage_sessions;
+        bool storage_attached, storage_switching, storage_attaching, power_waits_for_storage;
+        StorageOpen *storage_waiters;
 };
 
 const char *dut_get_name(const Dut *d) {
@@ -80,6 +112,14 @@ static void dut_on_serial_input(const void *data, size_t n, void *userdata) {
                 d->serial->input(d->serial_instance, data, n);
 }
 
+static void dut_on_serial_line(const struct termios *t, void *userdata) {
+        Dut *d = userdata;
+
+        /* The driver logs what it could not apply; the terminal keeps working either way. */
+        if (d->serial && d->serial->set_line)
+                (void) d->serial->set_line(d->serial_instance, t);
+}
+
 static void dut_on_power_changed(void *userdata, PowerState state) {
         Dut *d = userdata;
 
@@ -98,6 +138,44 @@ int dut_get_power(Dut *d, PowerState *ret) {
         if (!d->power)
                 return -EOPNOTSUPP;
         *ret = d->power->get(d->power_instance);
+        return 0;
+}
+
+bool dut_has_power_reading(const Dut *d) {
+        return d->power && d->power->read && d->power->can_read && d->power->can_read(d->power_instance);
+}
+
+static void dut_on_power_reading(int r, double watts, void *userdata) {
+        ReadingRequest *q = userdata, **p;
+        Dut *d = q->dut;
+
+        for (p = &d->readings; *p && *p != q; p = &(*p)->next)
+                ;
+        assert(*p);
+        *p = q->next;
+        q->done(d, r, watts, q->userdata);
+        free(q);
+}
+
+int dut_get_power_reading(Dut *d, DutPowerReadingFunc done, void *userdata) {
+        ReadingRequest *q;
+        int r;
+
+        assert(done);
+
+        if (!dut_has_power_reading(d))
+                return -EOPNOTSUPP;
+
+        q = malloc(sizeof *q);
+        if (!q)
+                return -ENOMEM;
+        *q = (ReadingRequest) { .dut = d, .done = done, .userdata = userdata, .next = d->readings };
+        r = d->power->read(d->power_instance, dut_on_power_reading, q);
+        if (r < 0) {
+                free(q);
+                return r;
+        }
+        d->readings = q;
         return 0;
 }
 
@@ -163,8 +241,14 @@ static int dut_power_start(Dut *d, PowerAction action) {
         if (action == POWER_ACTION_ON || action == POWER_ACTION_CYCLE) {
                 if (d->stopping)
                         return -ECANCELED;
-                if (d->n_storage_writers > 0)
+                if (d->n_storage_writers > 0 || d->storage_waiters ||
+                    (d->storage && d->storage->attach && d->n_storage_sessions > 0))
                         return -EBUSY;
+                /* The card is on its way back to the DUT: power on once it is there. */
+                if (d->storage_switching) {
+                        d->power_waits_for_storage = true;
+                        return 0;
+                }
         }
 
         r = d->power->set(d->power_instance, action, dut_on_power_done, d);
@@ -265,6 +349,227 @@ unsigned dut_n_storage_writers(const Dut *d) {
         return d->n_storage_writers;
 }
 
+static bool dut_storage_is_muxed(const Dut *d) {
+        return d->storage && d->storage->attach;
+}
+
+static bool dut_is_powered_or_switching(Dut *d) {
+        return d->power &&
+               (d->power->get(d->power_instance) != POWER_OFF || d->power_in_flight || d->power_queue);
+}
+
+static int dut_storage_open_now(Dut *d, bool writable, int *ret_fd, uint64_t *ret_size) {
+        int fd;
+
+        fd = d->storage->open(d->storage_instance, writable);
+        if (fd < 0)
+                return log_dut_prefix(LOG_ERR, fd, dut_get_name(d), "Failed to open storage: %m");
+        d->n_storage_sessions++;
+        if (writable)
+                d->n_storage_writers++;
+        *ret_fd = fd;
+        *ret_size = d->storage->size(d->storage_instance);
+        return 0;
+}
+
+static void dut_on_storage_switched(int r, void *userdata);
+
+static void dut_storage_start_switch(Dut *d, bool to_host) {
+        int r;
+
+        d->storage_attached = false;
+        r = to_host ? d->storage->attach(d->storage_instance, dut_on_storage_switched, d)
+                    : d->storage->detach(d->storage_instance, dut_on_storage_switched, d);
+        if (r == 0) {
+                d->storage_switching = true;
+                d->storage_attaching = to_host;
+                return;
+        }
+        /* Done at once, or failed to start: the same as a switch that finished. */
+        d->storage_attaching = to_host;
+        dut_on_storage_switched(r < 0 ? r : 0, d);
+}
+
+/* A switch finished: hand the card to the waiting opens, or back to the DUT when none is left,
+ * or let a power on that waited go ahead. */
+static void dut_on_storage_switched(int r, void *userdata) {
+        Dut *d = userdata;
+        StorageOpen *waiters = NULL, *w;
+        const char *name = dut_get_name(d);
+
+        d->storage_switching = false;
+
+        if (d->storage_attaching) {
+                d->storage_attaching = false;
+                waiters = TAKE_PTR(d->storage_waiters);
+                if (r < 0)
+                        log_dut_prefix(LOG_ERR, r, name, "Failed to switch the storage to the host: %m");
+                else
+                        d->storage_attached = true;
+
+                /* Every fd first, then the replies: a reply that fails closes its session, and
+                 * the card must not go back to the DUT while later ones still get theirs. */
+                for (w = waiters; w; w = w->next) {
+                        if (r >= 0)
+                                w->r = dut_storage_open_now(d, w->writable, &w->fd, &w->size);
+                        else
+                                w->r = r;
+                }
+                while ((w = waiters)) {
+                        waiters = w->next;
+                        w->done(d, w->r, w->r < 0 ? -EBADF : w->fd, w->size, w->userdata);
+                        free(w);
+                }
+                if (d->storage_attached && d->n_storage_sessions == 0 && !d->storage_switching)
+                        dut_storage_start_switch(d, false);
+                return;
+        }
+
+        if (r < 0)
+                log_dut_prefix(LOG_ERR, r, name, "Failed to switch the storage back to the DUT: %m");
+
+        if (d->storage_waiters)
+                return dut_storage_start_switch(d, true);
+
+        if (d->power_waits_for_storage) {
+                d->power_waits_for_storage = false;
+                r = d->power->set(d->power_instance, d->power_queue->action, dut_on_power_done, d);
+                if (r != 0)
+                        dut_on_power_done(r < 0 ? r : 0, d);
+        }
+}
+
+int dut_open_storage_session(Dut *d, bool writable, DutStorageOpenFunc done, void *userdata,
+                             int *ret_fd, uint64_t *ret_size) {
+        StorageOpen *w, **tail;
+        int r;
+
+        assert(d);
+        assert(done);
+
+        if (!d->storage)
+                return -EOPNOTSUPP;
+        /* Reading storage that stays with the host while the DUT runs is harmless; a card behind
+         * a mux is with the DUT then. */
+        if ((writable || dut_storage_is_muxed(d)) && dut_is_powered_or_switching(d))
+                return -EBUSY;
+
+        if (!dut_storage_is_muxed(d) || (d->storage_attached && !d->storage_switching)) {
+                r = dut_storage_open_now(d, writable, ret_fd, ret_size);
+                return r < 0 ? r : 1;
+        }
+
+        w = malloc(sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        *w = (StorageOpen) { .writable = writable, .done = done, .userdata = userdata, .fd = -EBADF };
+        for (tail = &d->storage_waiters; *tail; tail = &(*tail)->next)
+                ;
+        *tail = w;
+
+        /* Otherwise the running switch starts the next one when it is done. */
+        if (!d->storage_switching)
+                dut_storage_start_switch(d, true);
+        return 0;
+}
+
+void dut_cancel_storage_open(Dut *d, void *userdata) {
+        for (StorageOpen **link = &d->storage_waiters; *link; link = &(*link)->next)
+                if ((*link)->userdata == userdata) {
+                        StorageOpen *w = *link;
+
+                        *link = w->next;
+                        free(w);
+                        return;
+                }
+}
+
+void dut_close_storage_session(Dut *d, bool writable) {
+        assert(d->n_storage_sessions > 0);
+        d->n_storage_sessions--;
+        if (writable) {
+                assert(d->n_storage_writers > 0);
+                d->n_storage_writers--;
+        }
+        if (dut_storage_is_muxed(d) && d->n_storage_sessions == 0 && d->storage_attached && !d->storage_switching)
+                dut_storage_start_switch(d, false);
+}
+
+unsigned dut_n_storage_sessions(const Dut *d) {
+        return d->n_storage_sessions;
+}
+
+size_t dut_n_gpio_lines(const Dut *d) {
+        return d->n_gpio_lines;
+}
+
+const char *dut_gpio_line_name(const Dut *d, size_t i) {
+        return i < d->n_gpio_lines ? d->config->gpio_lines[i].name : NULL;
+}
+
+static DriverInstance *dut_find_gpio_line(Dut *d, const char *line) {
+        for (size_t i = 0; i < d->n_gpio_lines; i++)
+                if (streq(d->config->gpio_lines[i].name, line))
+                        return &d->gpio_lines[i];
+        return NULL;
+}
+
+int dut_get_gpio(Dut *d, const char *line, bool *ret) {
+        DriverInstance *di = dut_find_gpio_line(d, line);
+        int r;
+
+        if (!di)
+                return -ENOENT;
+        r = di->driver->gpio->get(di->instance);
+        if (r < 0)
+                return log_dut_prefix(LOG_ERR, r, dut_get_name(d), "Failed to read GPIO line %s: %m", line);
+        *ret = r > 0;
+        return 0;
+}
+
+int dut_set_gpio(Dut *d, const char *line, bool value) {
+        DriverInstance *di = dut_find_gpio_line(d, line);
+        int r;
+
+        if (!di)
+                return -ENOENT;
+        r = di->driver->gpio->set(di->instance, value);
+        if (r < 0)
+                return log_dut_prefix(LOG_ERR, r, dut_get_name(d), "Failed to set GPIO line %s to %d: %m", line,
+                                      value);
+        log_dut_prefix(LOG_INFO, 0, dut_get_name(d), "GPIO line %s set to %d", line, value);
+        return 0;
+}
+
+/* The "gpio:" lines: each its own driver instance, with the same context as the DUT's drivers. */
+static int dut_start_gpio_lines(Dut *d, const DriverContext *ctx) {
+        const DutConfig *config = d->config;
+        int r;
+
+        if (config->n_gpio_lines == 0)
+                return 0;
+        d->gpio_lines = calloc(config->n_gpio_lines, sizeof *d->gpio_lines);
+        if (!d->gpio_lines)
+                return log_oom();
+
+        for (size_t i = 0; i < config->n_gpio_lines; i++) {
+                const GpioLineConfig *gl = &config->gpio_lines[i];
+                const Driver *driver = driver_find(gl->driver->type->name);
+
+                if (!driver || !driver->gpio)
+                        return log_dut_prefix(LOG_ERR, EOPNOTSUPP, config->name,
+                                              "GPIO line %s: driver type %s is not implemented by this jumpstarterd",
+                                              gl->name, gl->driver->type->name);
+                r = driver->new(gl->driver, ctx, &d->gpio_lines[i].instance);
+                if (r < 0)
+                        return log_dut_prefix(LOG_ERR, r, config->name, "Failed to start GPIO line %s: %m", gl->name);
+                d->gpio_lines[i].driver = driver;
+                d->gpio_lines[i].config = gl->driver;
+                d->n_gpio_lines++;
+        }
+        return 0;
+}
+
 static DriverInstance *dut_find_instance(Dut *d, const DriverConfig *config) {
         for (size_t i = 0; i < d->n_drivers; i++)
                 if (d->drivers[i].config == config)
@@ -363,6 +668,14 @@ int dut_new(sd_event *event, const DutConfig *config, DutPowerChangedFunc power_
         if (r < 0)
                 return r;
 
+        r = dut_start_gpio_lines(d, &(const DriverContext) {
+                .event = event,
+                .dut_name = config->name,
+                .userdata = d,
+        });
+        if (r < 0)
+                return r;
+
         if (d->serial) {
                 uint64_t size = d->serial->log_size ? d->serial->log_size(d->serial_instance) : 0;
 
@@ -370,6 +683,17 @@ int dut_new(sd_event *event, const DutConfig *config, DutPowerChangedFunc power_
                 if (r < 0)
                         return r;
                 serial_port_set_input(d->serial_port, dut_on_serial_input, d);
+
+                if (d->serial->set_line) {
+                        struct termios t = {};
+
+                        if (d->serial->get_line)
+                                d->serial->get_line(d->serial_instance, &t);
+                        r = serial_port_watch_line(d->serial_port, d->serial->get_line ? &t : NULL,
+                                                   dut_on_serial_line, d);
+                        if (r < 0)
+                                return r;
+                }
         }
 
         *ret = TAKE_PTR(d);
@@ -386,12 +710,27 @@ Dut *dut_free(Dut *d) {
         for (size_t i = 0; i < d->n_drivers; i++)
                 d->drivers[i].driver->free(d->drivers[i].instance);
         free(d->drivers);
+        for (size_t i = 0; i < d->n_gpio_lines; i++)
+                d->gpio_lines[i].driver->free(d->gpio_lines[i].instance);
+        free(d->gpio_lines);
         d->power = NULL;
         d->power_in_flight = false;
 
         while ((q = dut_power_queue_pop(d))) {
                 q->done(d, -ECANCELED, q->userdata);
                 free(q);
+        }
+
+        for (ReadingRequest *rq; (rq = d->readings);) {
+                d->readings = rq->next;
+                rq->done(d, -ECANCELED, 0.0, rq->userdata);
+                free(rq);
+        }
+
+        for (StorageOpen *w; (w = d->storage_waiters);) {
+                d->storage_waiters = w->next;
+                w->done(d, -ECANCELED, -EBADF, 0, w->userdata);
+                free(w);
         }
 
         serial_port_free(d->serial_port);

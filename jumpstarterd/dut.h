@@ -26,6 +26,13 @@ unsigned dut_get_classes(const Dut *d);
 
 /* -EOPNOTSUPP without a power driver. */
 int dut_get_power(Dut *d, PowerState *ret);
+
+/* A power reading: r is 0 and watts the draw, or a negative errno (-ECANCELED when the DUT went away). */
+typedef void (*DutPowerReadingFunc)(Dut *d, int r, double watts, void *userdata);
+/* Whether the power driver measures the draw (power.reading exists). */
+bool dut_has_power_reading(const Dut *d);
+/* Returns 0 and calls done later, or a negative errno: -EOPNOTSUPP without readings. */
+int dut_get_power_reading(Dut *d, DutPowerReadingFunc done, void *userdata);
 /* Actions run one at a time in the order asked. Returns 1 when done at once (done is not called),
  * 0 when done will be called later, or a negative errno: -EOPNOTSUPP without a power driver,
  * -EBUSY when the action would power on while storage is open for writing. */
@@ -48,6 +55,28 @@ uint64_t dut_get_storage_size(const Dut *d);
 int dut_open_storage(Dut *d, bool writable, int *ret_fd, uint64_t *ret_size);
 void dut_release_storage_writer(Dut *d);
 unsigned dut_n_storage_writers(const Dut *d);
+
+/* An open finished: r is 0 and fd (the caller's to close) and size are set, or r is a negative
+ * errno (-ECANCELED when the DUT went away). */
+typedef void (*DutStorageOpenFunc)(Dut *d, int r, int fd, uint64_t size, void *userdata);
+/* Opens the storage for a session that lasts until dut_close_storage_session(). Storage behind a
+ * mux is switched to the host before the first session opens and back to the DUT after the last
+ * one closes. Returns 1 with *ret_fd and *ret_size set when done at once; 0 when done is called
+ * later (never from within); -EBUSY while the DUT is powered or a power action is under way, for
+ * writable opens, and for any open of storage behind a mux; another negative errno on failure. */
+int dut_open_storage_session(Dut *d, bool writable, DutStorageOpenFunc done, void *userdata,
+                             int *ret_fd, uint64_t *ret_size);
+/* Forgets an open that has not called done yet (matched by userdata): done is not called. */
+void dut_cancel_storage_open(Dut *d, void *userdata);
+void dut_close_storage_session(Dut *d, bool writable);
+unsigned dut_n_storage_sessions(const Dut *d);
+
+/* The "gpio:" lines, in config order. get/set return -ENOENT for a name the DUT does not have;
+ * set logs the driver's failure. */
+size_t dut_n_gpio_lines(const Dut *d);
+const char *dut_gpio_line_name(const Dut *d, size_t i);
+int dut_get_gpio(Dut *d, const char *line, bool *ret);
+int dut_set_gpio(Dut *d, const char *line, bool value);
 
 static inline void dut_freep(Dut **d) {
         dut_free(*d);

@@ -2,7 +2,9 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <termios.h>
 
@@ -35,6 +37,14 @@ struct SerialPort {
         sd_event_source *master_source;
         SerialInputFunc input;
         void *input_userdata;
+        /* Line settings: a pty tells nobody about a tcsetattr on its slave, so the port looks at
+         * the slave's termios while someone else has the terminal open (inotify counts opens). */
+        SerialLineFunc line;
+        void *line_userdata;
+        struct termios line_termios;
+        int inotify_fd;
+        sd_event_source *inotify_source, *line_timer;
+        int n_terminal_opens;
         Ring ring;
         uint64_t modified_usec;
         uint64_t n_dropped;
@@ -210,10 +220,107 @@ void serial_port_discard_pending(SerialPort *p) {
         (void) tcflush(p->slave_fd, TCIFLUSH);
 }
 
+#define LINE_CHECK_USEC (200 * USEC_PER_MSEC)
+#define LINE_CFLAGS (CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS)
+#define LINE_IFLAGS (IXON | IXOFF)
+
+static bool line_differs(const struct termios *a, const struct termios *b) {
+        return cfgetospeed(a) != cfgetospeed(b) || cfgetispeed(a) != cfgetispeed(b) ||
+                (a->c_cflag & LINE_CFLAGS) != (b->c_cflag & LINE_CFLAGS) ||
+                (a->c_iflag & LINE_IFLAGS) != (b->c_iflag & LINE_IFLAGS);
+}
+
+static void serial_port_check_line(SerialPort *p) {
+        struct termios t;
+
+        if (!p->line || tcgetattr(p->slave_fd, &t) < 0 || !line_differs(&t, &p->line_termios))
+                return;
+        p->line_termios = t;
+        p->line(&t, p->line_userdata);
+}
+
+static int serial_port_on_line_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        SerialPort *p = userdata;
+
+        serial_port_check_line(p);
+        return sd_event_source_set_time_relative(s, LINE_CHECK_USEC);
+}
+
+static int serial_port_on_inotify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        SerialPort *p = userdata;
+        _Alignas(struct inotify_event) uint8_t buf[4096];
+        ssize_t n;
+
+        n = read(fd, buf, sizeof buf);
+        if (n < 0)
+                return 0;
+        for (uint8_t *e = buf; e < buf + n; e += sizeof(struct inotify_event) + ((struct inotify_event *) e)->len) {
+                const struct inotify_event *ev = (const struct inotify_event *) e;
+
+                if (ev->mask & IN_OPEN)
+                        p->n_terminal_opens++;
+                if (ev->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
+                        p->n_terminal_opens = MAX(p->n_terminal_opens - 1, 0);
+                /* Lost count: look from now on. */
+                if (ev->mask & IN_Q_OVERFLOW)
+                        p->n_terminal_opens = INT_MAX / 2;
+        }
+        /* A program may set the speed and exit at once (stty): look at each close too. */
+        serial_port_check_line(p);
+        (void) sd_event_source_set_enabled(p->line_timer, p->n_terminal_opens > 0 ? SD_EVENT_ON : SD_EVENT_OFF);
+        return 0;
+}
+
+int serial_port_watch_line(SerialPort *p, const struct termios *initial, SerialLineFunc line, void *userdata) {
+        struct termios t;
+        bool always = false;
+        int r;
+
+        assert(p);
+        assert(line);
+
+        if (tcgetattr(p->slave_fd, &t) < 0)
+                return log_error_errno(errno, "Failed to get the terminal attributes of %s: %m", p->slave_path);
+        if (initial) {
+                t.c_cflag = (t.c_cflag & ~(tcflag_t) LINE_CFLAGS) | (initial->c_cflag & LINE_CFLAGS);
+                t.c_iflag = (t.c_iflag & ~(tcflag_t) LINE_IFLAGS) | (initial->c_iflag & LINE_IFLAGS);
+                (void) cfsetispeed(&t, cfgetispeed(initial));
+                (void) cfsetospeed(&t, cfgetospeed(initial));
+                if (tcsetattr(p->slave_fd, TCSANOW, &t) < 0 || tcgetattr(p->slave_fd, &t) < 0)
+                        return log_error_errno(errno, "Failed to set the terminal attributes of %s: %m",
+                                               p->slave_path);
+        }
+        p->line_termios = t;
+        p->line = line;
+        p->line_userdata = userdata;
+
+        r = sd_event_add_time_relative(p->event, &p->line_timer, CLOCK_MONOTONIC, LINE_CHECK_USEC, 0,
+                                       serial_port_on_line_timer, p);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the line timer of %s: %m", p->dut);
+        (void) sd_event_source_set_description(p->line_timer, "serial-port-line");
+
+        p->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (p->inotify_fd < 0 || inotify_add_watch(p->inotify_fd, p->slave_path, IN_OPEN | IN_CLOSE) < 0) {
+                log_debug_errno(errno, "Cannot watch opens of %s, checking its line settings all the time: %m",
+                                p->slave_path);
+                always = true;
+        } else {
+                r = sd_event_add_io(p->event, &p->inotify_source, p->inotify_fd, EPOLLIN, serial_port_on_inotify, p);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch opens of %s: %m", p->slave_path);
+                (void) sd_event_source_set_description(p->inotify_source, "serial-port-opens");
+        }
+        return sd_event_source_set_enabled(p->line_timer, always ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
 static int serial_port_on_master(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         SerialPort *p = userdata;
         uint8_t buf[4096];
         ssize_t n;
+
+        /* A program that sets the speed and then types: the port has the new speed first. */
+        serial_port_check_line(p);
 
         n = read(fd, buf, sizeof buf);
         if (n < 0) {
@@ -282,6 +389,7 @@ int serial_port_new(sd_event *event, const char *dut, size_t log_size, SerialPor
                 .event = sd_event_ref(event),
                 .master_fd = -EBADF,
                 .slave_fd = -EBADF,
+                .inotify_fd = -EBADF,
         };
         p->dut = strdup(dut);
         if (!p->dut)
@@ -312,6 +420,9 @@ SerialPort *serial_port_free(SerialPort *p) {
         while (p->readers)
                 log_reader_free(p->readers);
         sd_event_source_disable_unref(p->master_source);
+        sd_event_source_disable_unref(p->line_timer);
+        sd_event_source_disable_unref(p->inotify_source);
+        safe_close(p->inotify_fd);
         safe_close(p->master_fd);
         safe_close(p->slave_fd);
         ring_done(&p->ring);

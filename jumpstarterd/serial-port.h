@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
+#include <termios.h>
 
 typedef struct SerialPort SerialPort;
 
@@ -14,6 +15,13 @@ int serial_port_new(sd_event *event, const char *dut, size_t log_size, SerialPor
 SerialPort *serial_port_free(SerialPort *p);
 
 void serial_port_set_input(SerialPort *p, SerialInputFunc input, void *userdata);
+
+/* The terminal's line settings changed (speed, stop bits, flow control). */
+typedef void (*SerialLineFunc)(const struct termios *t, void *userdata);
+
+/* Puts the speed, stop bits and flow control of initial (if not NULL) on the terminal, then
+ * calls line whenever a terminal program changes them. */
+int serial_port_watch_line(SerialPort *p, const struct termios *initial, SerialLineFunc line, void *userdata);
 
 /* The pty slave, e.g. "/dev/pts/3". */
 const char *serial_port_get_path(const SerialPort *p);

@@ -16,6 +16,10 @@
  *   GetPower(s dut) -> (s state)                 "on", "off" or "unknown"
  *   SetPower(s dut, s action) -> ()              action "on", "off" or "cycle"; returns when the
  *                                                driver is done
+ *   GetPowerReading(s dut) -> (d watts)          the power draw measured now; EOPNOTSUPP when the
+ *                                                power driver does not measure (then DescribeDut's
+ *                                                classes lack AGENT_DUT_POWER_READING), EIO when the
+ *                                                meter failed
  *   OpenSerialLog(s dut) -> (h fd, t reader)     read end of a stream socket: everything the console
  *                                                printed that the ring still holds, then live output;
  *                                                each caller has its own position; a reader that falls
@@ -32,17 +36,26 @@
  *                                                CLOCK_REALTIME usec of the newest one (0 = none yet)
  *   OpenStorage(s dut, b writable) -> (h fd, t size, t session)
  *                                                fd opened O_RDWR or O_RDONLY, for pread/pwrite/fsync;
- *                                                session != 0 for writable opens: the DUT cannot be
- *                                                powered on until CloseStorage(session) or until the
- *                                                caller's connection ends
- *   CloseStorage(t session) -> ()
+ *                                                session != 0, open until CloseStorage(session) or
+ *                                                until the caller's connection ends. Storage behind a
+ *                                                mux is switched to the host before the reply (EIO if
+ *                                                the switch fails) and back to the DUT when its last
+ *                                                session closes. While a writable session, or any
+ *                                                session of storage behind a mux, is open the DUT
+ *                                                cannot be powered on
+ *   CloseStorage(t session) -> ()               every session is closed, read-only ones too
+ *   ListGpio(s dut) -> (as lines)                the DUT's GPIO line names, in config order (none: empty)
+ *   GetGpio(s dut, s line) -> (b value)          the line's logical value (active_low applied)
+ *   SetGpio(s dut, s line, b value) -> ()        drives the line; returns when it is set.
+ *                                                ENOENT for a line the DUT does not have
  *
  * Signal PowerChanged(s dut, s state).
  *
  * Errors are errno values carried as "System.Error.E*" names with a message meant for a person
  * (sd_bus_error_set_errnof() on the daemon side, sd_bus_error_get_errno() on the client side):
  *   ENOENT  no such DUT              EINVAL  bad argument (unknown power action, ...)
- *   EBUSY   storage written while powered, or power on while storage is open for writing
+ *   EBUSY   storage written while powered (any open of storage behind a mux), power on while
+ *           storage is open for writing (or at all, behind a mux), a mounted block device written
  *   EOPNOTSUPP  the DUT has no driver of that class       EIO  the driver failed
  */
 
@@ -50,3 +63,6 @@
 #define AGENT_INTERFACE   "dev.jumpstarter.Agent1"
 
 #define DRIVER_CLASS_MASK(c) (1U << (c))
+/* In DescribeDut's classes, beside the classes: the power driver measures (power.reading exists). */
+#define AGENT_DUT_POWER_READING_BIT 31
+#define AGENT_DUT_POWER_READING (1U << AGENT_DUT_POWER_READING_BIT)

@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,29 @@ bool dut_name_is_valid(const char *name) {
                 if (!char_in(name[i], LOWER_DIGITS "-"))
                         return false;
         return true;
+}
+
+bool gpio_line_name_is_valid(const char *name) {
+        size_t len;
+
+        if (!name)
+                return false;
+        len = strlen(name);
+        if (len == 0 || len > 32 || !char_in(name[0], LOWER_DIGITS))
+                return false;
+        for (size_t i = 1; i < len; i++)
+                if (!char_in(name[i], LOWER_DIGITS "_-"))
+                        return false;
+        return true;
+}
+
+const GpioLineConfig *dut_config_find_gpio_line(const DutConfig *d, const char *name) {
+        if (!d || !name)
+                return NULL;
+        for (size_t i = 0; i < d->n_gpio_lines; i++)
+                if (streq(d->gpio_lines[i].name, name))
+                        return &d->gpio_lines[i];
+        return NULL;
 }
 
 /* metadata.name: a Kubernetes object name, [a-z0-9]([a-z0-9-.]*[a-z0-9])? */
@@ -195,8 +219,12 @@ static void labels_free(Label *l, size_t n) {
 static DriverConfig *driver_config_free(DriverConfig *d) {
         if (!d)
                 return NULL;
-        for (size_t i = 0; i < d->n_values; i++)
+        for (size_t i = 0; i < d->n_values; i++) {
                 free(d->values[i].string);
+                for (char **s = d->values[i].strv; s && *s; s++)
+                        free(*s);
+                free(d->values[i].strv);
+        }
         free(d->values);
         free(d);
         return NULL;
@@ -210,6 +238,11 @@ static void dut_config_done(DutConfig *d) {
         for (size_t i = 0; i < d->n_drivers; i++)
                 driver_config_free(d->drivers[i]);
         free(d->drivers);
+        for (size_t i = 0; i < d->n_gpio_lines; i++) {
+                free(d->gpio_lines[i].name);
+                driver_config_free(d->gpio_lines[i].driver);
+        }
+        free(d->gpio_lines);
         *d = (DutConfig) {};
 }
 
@@ -273,6 +306,15 @@ bool driver_config_get_bool(const DriverConfig *c, const char *name, bool def) {
                 return def;
         assert(v->spec->type == OPTION_BOOL);
         return v->set ? v->boolean : def;
+}
+
+char *const *driver_config_get_strv(const DriverConfig *c, const char *name) {
+        const OptionValue *v = driver_config_value(c, name);
+
+        if (!v)
+                return NULL;
+        assert(v->spec->type == OPTION_ARGV);
+        return v->set ? v->strv : NULL;
 }
 
 bool driver_config_is_set(const DriverConfig *c, const char *name) {
@@ -624,6 +666,26 @@ static int parse_option(Parser *p, const YamlNode *n, OptionValue *v) {
                 r = path_join_normalize(p->dir, s, &v->string);
                 break;
 
+        case OPTION_ARGV:
+                /* A sequence only: splitting a string on spaces would invite quoting, and quoting
+                 * invites a shell. */
+                if (n->type != YAML_NODE_SEQUENCE || n->n_items == 0) {
+                        g = got(n);
+                        return g ? fail(p, n, "expected a command as a sequence of strings such as "
+                                        "[\"/usr/bin/relay\", \"on\"], got %s", g) : -ENOMEM;
+                }
+                v->strv = calloc(n->n_items + 1, sizeof(char *));
+                if (!v->strv)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n->n_items; i++) {
+                        r = get_string(p, n->items[i], false, &v->strv[i]);
+                        if (r < 0)
+                                return r;
+                }
+                if (!v->strv[0][0])
+                        return fail(p, n->items[0], "expected a program name, got \"\"");
+                break;
+
         default:
                 /* Numbers may be written plain (4096, 1.5) or quoted; the text is what counts. */
                 if (n->type != YAML_NODE_SCALAR || strlen(n->scalar) != n->scalar_len) {
@@ -665,12 +727,14 @@ static int known_options(const DriverType *t, char **ret) {
 }
 
 static char *classes_of(const DriverType *t) {
-        const char *names[_DRIVER_CLASS_MAX];
+        const char *names[_DRIVER_CLASS_MAX + 1];
         size_t n = 0;
 
         for (DriverClass c = 0; c < _DRIVER_CLASS_MAX; c++)
                 if (t->classes & (1U << c))
                         names[n++] = driver_class_to_string(c);
+        if (t->classes & DRIVER_TYPE_GPIO_LINE)
+                names[n++] = "a GPIO line under gpio:";
         return join(names, n);
 }
 
@@ -770,9 +834,68 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
         return 0;
 }
 
+/* "gpio:", a mapping of line names to {type, config}. Lines are added to d as they are parsed, so
+ * that dut_config_done() frees them on failure too. */
+static int parse_gpio_lines(Parser *p, const YamlNode *n, DutConfig *d) {
+        static const char *const entry_keys[] = { "type", "config" };
+        int r;
+
+        r = optional_mapping(p, n, "of GPIO line names to lines");
+        if (r <= 0 || n->n_pairs == 0)
+                return r;
+
+        d->gpio_lines = calloc(n->n_pairs, sizeof(GpioLineConfig));
+        if (!d->gpio_lines)
+                return -ENOMEM;
+        for (size_t i = 0; i < n->n_pairs; i++) {
+                const YamlNode *key = n->pairs[i].key, *e = n->pairs[i].value;
+                _cleanup_(driver_config_freep) DriverConfig *dc = NULL;
+                _cleanup_free_ char *name = NULL;
+
+                if (strlen(key->scalar) != key->scalar_len || !gpio_line_name_is_valid(key->scalar)) {
+                        _cleanup_free_ char *q = quote(key->scalar, key->scalar_len);
+
+                        return q ? fail(p, key, "invalid GPIO line name %s: use [a-z0-9][a-z0-9_-]{0,31}", q)
+                                 : -ENOMEM;
+                }
+                r = expect_mapping(p, e, "with type and config");
+                if (r < 0)
+                        return r;
+                r = check_keys(p, e, entry_keys, ELEMENTSOF(entry_keys));
+                if (r < 0)
+                        return r;
+                r = parse_driver(p, e, _DRIVER_CLASS_INVALID, &dc);
+                if (r < 0)
+                        return r;
+                if (!(dc->type->classes & DRIVER_TYPE_GPIO_LINE)) {
+                        _cleanup_free_ char *list = classes_of(dc->type);
+
+                        return list ? fail(p, yaml_node_get(e, "type"),
+                                           "driver type \"%s\" cannot drive a GPIO line (it serves: %s)",
+                                           dc->type->name, list)
+                                    : -ENOMEM;
+                }
+                /* A line is 0 or 1; OPTION_UINT alone would take any number. */
+                for (size_t j = 0; j < dc->n_values; j++)
+                        if (streq(dc->values[j].spec->name, "initial") && dc->values[j].set &&
+                            dc->values[j].number > 1)
+                                return fail(p, yaml_node_get(yaml_node_get(e, "config"), "initial"),
+                                            "expected 0 or 1, got %" PRIu64, dc->values[j].number);
+
+                name = strdup(key->scalar);
+                if (!name)
+                        return -ENOMEM;
+                d->gpio_lines[d->n_gpio_lines++] = (GpioLineConfig) {
+                        .name = TAKE_PTR(name),
+                        .driver = TAKE_PTR(dc),
+                };
+        }
+        return 0;
+}
+
 static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, const YamlNode *value,
                      DutConfig *d) {
-        const char *known[4 + _DRIVER_CLASS_MAX] = { "type", "config", "labels", "description" };
+        const char *known[5 + _DRIVER_CLASS_MAX] = { "type", "config", "labels", "description" };
         _cleanup_(driver_config_freep) DriverConfig *board = NULL;
         DriverConfig *per_class[_DRIVER_CLASS_MAX] = {};
         Label *own = NULL;
@@ -782,6 +905,7 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
 
         for (DriverClass k = 0; k < _DRIVER_CLASS_MAX; k++)
                 known[4 + k] = driver_class_to_string(k);
+        known[4 + _DRIVER_CLASS_MAX] = "gpio";
 
         if (strlen(key->scalar) != key->scalar_len || !dut_name_is_valid(key->scalar)) {
                 _cleanup_free_ char *q = quote(key->scalar, key->scalar_len);
@@ -821,6 +945,10 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
                 r = parse_driver(p, value, _DRIVER_CLASS_INVALID, &board);
                 if (r < 0)
                         return r;
+                if (!(board->type->classes & ((1U << _DRIVER_CLASS_MAX) - 1)))
+                        return fail(p, yaml_node_get(value, "type"),
+                                    "driver type \"%s\" drives one GPIO line: name the line under \"gpio:\"",
+                                    board->type->name);
         } else if (yaml_node_get(value, "config"))
                 return fail(p, yaml_node_get(value, "config"), "driver options given without a driver \"type\"");
 
@@ -870,7 +998,10 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
                         d->classes[k] = per_class[k];
                         d->drivers[d->n_drivers++] = TAKE_PTR(per_class[k]);
                 }
-        if (d->n_drivers == 0)
+        r = parse_gpio_lines(p, yaml_node_get(value, "gpio"), d);
+        if (r < 0)
+                return r;
+        if (d->n_drivers == 0 && d->n_gpio_lines == 0)
                 return fail(p, value, "no drivers: give \"type\" or at least one of power, serial, storage");
         return 0;
 

@@ -15,6 +15,11 @@ typedef enum DriverClass {
         _DRIVER_CLASS_INVALID = -EINVAL,
 } DriverClass;
 
+/* GPIO lines are no DriverClass: a DUT has any number of them, each named under "gpio:". A
+ * driver type that drives one line has this bit in DriverType.classes. */
+#define DRIVER_CLASS_GPIO_LINES 16
+#define DRIVER_TYPE_GPIO_LINE (1U << DRIVER_CLASS_GPIO_LINES)
+
 const char *driver_class_to_string(DriverClass c);
 DriverClass driver_class_from_string(const char *s);
 
@@ -25,6 +30,8 @@ typedef enum OptionType {
         OPTION_DURATION, /* 300ms, 2s, 1.5s, 5m, 1h; a bare number means seconds; stored in usec in .number */
         OPTION_UINT,     /* a non-negative integer; stored in .number */
         OPTION_BOOL,     /* true/false/yes/no/on/off; stored in .boolean */
+        OPTION_ARGV,     /* a command line: a YAML sequence of one or more strings, never split or
+                          * given to a shell; stored NULL-terminated in .strv */
         _OPTION_TYPE_MAX,
         _OPTION_TYPE_INVALID = -EINVAL,
 } OptionType;
@@ -62,6 +69,7 @@ typedef struct OptionValue {
         char *string;     /* OPTION_STRING, OPTION_PATH (absolute after resolution) */
         uint64_t number;  /* OPTION_SIZE, OPTION_DURATION (usec), OPTION_UINT */
         bool boolean;     /* OPTION_BOOL */
+        char **strv;      /* OPTION_ARGV, NULL-terminated */
         unsigned line, column;
 } OptionValue;
 
@@ -76,12 +84,19 @@ typedef struct DriverConfig {
 const char *driver_config_get_string(const DriverConfig *c, const char *name); /* NULL if unset */
 uint64_t driver_config_get_u64(const DriverConfig *c, const char *name, uint64_t def);
 bool driver_config_get_bool(const DriverConfig *c, const char *name, bool def);
+char *const *driver_config_get_strv(const DriverConfig *c, const char *name); /* NULL if unset */
 bool driver_config_is_set(const DriverConfig *c, const char *name);
 
 typedef struct Label {
         char *key;
         char *value;
 } Label;
+
+/* A named GPIO line of a DUT: gpio/<name> in the file view. */
+typedef struct GpioLineConfig {
+        char *name;
+        DriverConfig *driver; /* owned; its type has DRIVER_TYPE_GPIO_LINE */
+} GpioLineConfig;
 
 typedef struct DutConfig {
         char *name;          /* validated with dut_name_is_valid() */
@@ -94,6 +109,9 @@ typedef struct DutConfig {
         size_t n_drivers;
         /* For each class, the driver that serves it (a pointer into drivers[]), or NULL. */
         DriverConfig *classes[_DRIVER_CLASS_MAX];
+        /* The "gpio:" section, in file order; names match gpio_line_name_is_valid(). */
+        GpioLineConfig *gpio_lines;
+        size_t n_gpio_lines;
 } DutConfig;
 
 typedef struct ExporterConfig {
@@ -119,3 +137,6 @@ const DutConfig *exporter_config_find_dut(const ExporterConfig *c, const char *n
 
 /* [a-z0-9][a-z0-9-]{0,62} */
 bool dut_name_is_valid(const char *name);
+/* [a-z0-9][a-z0-9_-]{0,31} */
+bool gpio_line_name_is_valid(const char *name);
+const GpioLineConfig *dut_config_find_gpio_line(const DutConfig *d, const char *name);

@@ -16,6 +16,7 @@ static void help(void) {
                "  local status [--mountpoint DIR]               Show what local mode runs\n"
                "  local stop [--mountpoint DIR]                 Power the DUTs off and stop local mode\n"
                "  power on|off|cycle|status DUT                 Switch or show a DUT's power\n"
+               "  storage flash DUT IMAGE [--bmap FILE]         Write an image to a DUT's storage\n"
                "\n"
                "Run 'jmp COMMAND --help' for a command's options. See jmp(1).\n");
 }
@@ -51,6 +52,8 @@ int main(int argc, char *argv[]) {
                 return verb_local(argc - optind, argv + optind);
         if (streq(argv[optind], "power"))
                 return verb_power(argc - optind, argv + optind);
+        if (streq(argv[optind], "storage"))
+                return verb_storage(argc - optind, argv + optind);
         if (streq(argv[optind], "help")) {
                 help();
                 return 0;

@@ -363,7 +363,19 @@ char *log_tail(const char *path, size_t max_bytes) {
 
 int find_program(const char *name, char **ret) {
         char self[PATH_MAX], *dir, *p;
+        const char *e;
         ssize_t n;
+
+        /* Tests run a daemon built differently (jumpstarterd-fakegpio has a fake GPIO chip). */
+        e = streq(name, "jumpstarterd") ? getenv("JMP_JUMPSTARTERD") : NULL;
+        if (e && *e) {
+                if (access(e, X_OK) < 0)
+                        return -errno;
+                p = strdup(e);
+                if (!p)
+                        return -ENOMEM;
+                return *ret = p, 0;
+        }
 
         n = readlink("/proc/self/exe", self, sizeof self - 1);
         if (n > 0) {

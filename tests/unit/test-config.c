@@ -425,14 +425,24 @@ TEST(errors_labels) {
 
 TEST(errors_export) {
         check_error_exact(HEAD "  dut1:\n    type: sim\n    colour: red\n",
-                          FILE_PATH ":8:5: export.dut1.colour: unknown key (known: type, config, labels, description, power, serial, storage)");
+                          FILE_PATH ":8:5: export.dut1.colour: unknown key (known: type, config, labels, description, power, serial, storage, gpio)");
         check_error_exact(HEAD "  Dut_1:\n    type: sim\n",
                           FILE_PATH ":6:3: export.Dut_1: invalid DUT name \"Dut_1\": use [a-z0-9][a-z0-9-]{0,62}");
         check_error(HEAD "  -dut:\n    type: sim\n", FILE_PATH ":6:3: export.-dut: invalid DUT name \"-dut\"", "");
         check_error(HEAD "  aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:\n    type: sim\n",
                     FILE_PATH ":6:3: export.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: invalid DUT name", "");
-        check_error_exact(HEAD "  dut1:\n    type: simm\n",
-                          FILE_PATH ":7:11: export.dut1.type: unknown driver type \"simm\" (known: sim, file)");
+        {
+                /* The list names every known type, in table order. */
+                char expected[2048] = FILE_PATH ":7:11: export.dut1.type: unknown driver type \"simm\" (known: ";
+
+                for (const DriverType *t = driver_type_next(NULL); t; t = driver_type_next(t)) {
+                        strcat(expected, t->name);
+                        strcat(expected, driver_type_next(t) ? ", " : ")");
+                }
+                ASSERT_CONTAINS(expected, "sim, ");
+                ASSERT_CONTAINS(expected, "file");
+                check_error_exact(HEAD "  dut1:\n    type: simm\n", expected);
+        }
         check_error_exact(HEAD "  dut1:\n    type: sim\n  dut2:\n    type: sim\n  dut1:\n    type: file\n",
                           FILE_PATH ":10:3: export.dut1: duplicate key at lines 6 and 10");
         check_error_exact(HEAD "  {}\n", FILE_PATH ":6:3: export: no DUTs: describe at least one");
@@ -552,6 +562,163 @@ TEST(bool_and_uint_accessors) {
         values[1] = (OptionValue) { .spec = &specs[1], .set = true, .number = 3 };
         ASSERT_EQ_U(driver_config_get_u64(&c, "count", 9), 3);
         ASSERT_TRUE(driver_config_is_set(&c, "count"));
+}
+
+TEST(argv_option) {
+        _cleanup_(exporter_config_freep) ExporterConfig *c = NULL;
+        const DriverConfig *dc;
+        char *const *on, *const *off;
+
+        c = parse_ok(HEAD
+                     "  dut1:\n"
+                     "    power:\n"
+                     "      type: command\n"
+                     "      config:\n"
+                     "        on: [/usr/bin/relay, \"--port=1\", on]\n"
+                     "        off:\n"
+                     "          - relay\n"
+                     "          - \"a b  c\"\n");
+        dc = c->duts[0].classes[DRIVER_CLASS_POWER];
+        ASSERT_TRUE(dc);
+        on = driver_config_get_strv(dc, "on");
+        off = driver_config_get_strv(dc, "off");
+        ASSERT_TRUE(on && off);
+        ASSERT_STREQ(on[0], "/usr/bin/relay");
+        ASSERT_STREQ(on[1], "--port=1");
+        ASSERT_STREQ(on[2], "on");
+        ASSERT_TRUE(on[3] == NULL);
+        /* Never split: one item is one argument, spaces and all. */
+        ASSERT_STREQ(off[1], "a b  c");
+        ASSERT_TRUE(off[2] == NULL);
+        ASSERT_TRUE(driver_config_get_strv(dc, "status") == NULL);
+
+        /* A string is not a command line: no splitting, no shell. */
+        check_error(HEAD
+                    "  dut1:\n"
+                    "    power:\n"
+                    "      type: command\n"
+                    "      config: {on: \"relay on\", off: [relay, off]}\n",
+                    "/abs/local-config.yaml:9:", "expected a command as a sequence of strings");
+        check_error(HEAD
+                    "  dut1:\n"
+                    "    power:\n"
+                    "      type: command\n"
+                    "      config: {on: [], off: [relay, off]}\n",
+                    "/abs/local-config.yaml:9:", "expected a command as a sequence of strings");
+        check_error(HEAD
+                    "  dut1:\n"
+                    "    power:\n"
+                    "      type: command\n"
+                    "      config: {on: [relay, 1], off: [relay, off]}\n",
+                    "/abs/local-config.yaml:9:", "expected a string, got the number 1");
+        check_error(HEAD
+                    "  dut1:\n"
+                    "    power:\n"
+                    "      type: command\n"
+                    "      config: {on: [\"\", on], off: [relay, off]}\n",
+                    "/abs/local-config.yaml:9:", "expected a program name");
+        check_error(HEAD
+                    "  dut1:\n"
+                    "    power:\n"
+                    "      type: command\n"
+                    "      config: {on: [relay, [on]], off: [relay, off]}\n",
+                    "/abs/local-config.yaml:9:", "expected a string");
+        /* on and off are required. */
+        check_error(HEAD
+                    "  dut1:\n"
+                    "    power:\n"
+                    "      type: command\n"
+                    "      config: {on: [relay, on]}\n",
+                    "/abs/local-config.yaml:", "off");
+}
+
+TEST(gpio_lines) {
+        _cleanup_(exporter_config_freep) ExporterConfig *c = NULL;
+        const DutConfig *d;
+        const GpioLineConfig *g;
+
+        c = parse_ok(HEAD "  dut1:\n"
+                          "    type: sim\n"
+                          "    gpio:\n"
+                          "      reset:\n"
+                          "        type: gpio\n"
+                          "        config: { chip: gpiochip0, line: 3, active_low: true, initial: 1 }\n"
+                          "      boot_mode-2:\n"
+                          "        type: gpio\n"
+                          "        config: { chip: \"1\", line: 0 }\n"
+                          "  dut2:\n"
+                          "    power:\n"
+                          "      type: gpio-relay\n"
+                          "      config: { chip: /dev/gpiochip1, line: 7, cycle_delay: 2s }\n"
+                          "  dut3:\n"
+                          "    gpio:\n"
+                          "      a: { type: gpio, config: { chip: c, line: 1 } }\n");
+        d = &c->duts[0];
+        ASSERT_EQ_U(d->n_gpio_lines, 2);
+        ASSERT_STREQ(d->gpio_lines[0].name, "reset");
+        ASSERT_STREQ(d->gpio_lines[1].name, "boot_mode-2");
+        g = dut_config_find_gpio_line(d, "reset");
+        ASSERT_TRUE(g == &d->gpio_lines[0]);
+        ASSERT_TRUE(dut_config_find_gpio_line(d, "nope") == NULL);
+        ASSERT_STREQ(driver_config_get_string(g->driver, "chip"), "gpiochip0");
+        ASSERT_EQ_U(driver_config_get_u64(g->driver, "line", 99), 3);
+        ASSERT_TRUE(driver_config_get_bool(g->driver, "active_low", false));
+        ASSERT_EQ_U(driver_config_get_u64(g->driver, "initial", 9), 1);
+        ASSERT_FALSE(driver_config_is_set(d->gpio_lines[1].driver, "initial"));
+        ASSERT_TRUE(d->classes[DRIVER_CLASS_POWER] != NULL);
+
+        d = &c->duts[1];
+        ASSERT_EQ_U(d->n_gpio_lines, 0);
+        ASSERT_STREQ(d->classes[DRIVER_CLASS_POWER]->type->name, "gpio-relay");
+        ASSERT_EQ_U(driver_config_get_u64(d->classes[DRIVER_CLASS_POWER], "cycle_delay", 0), 2 * 1000000);
+
+        /* GPIO lines alone make a DUT. */
+        d = &c->duts[2];
+        ASSERT_EQ_U(d->n_drivers, 0);
+        ASSERT_EQ_U(d->n_gpio_lines, 1);
+
+        ASSERT_TRUE(gpio_line_name_is_valid("a"));
+        ASSERT_TRUE(gpio_line_name_is_valid("0_-"));
+        ASSERT_TRUE(gpio_line_name_is_valid("a2345678901234567890123456789012"));
+        ASSERT_FALSE(gpio_line_name_is_valid("a23456789012345678901234567890123"));
+        ASSERT_FALSE(gpio_line_name_is_valid(""));
+        ASSERT_FALSE(gpio_line_name_is_valid(NULL));
+        ASSERT_FALSE(gpio_line_name_is_valid("_a"));
+        ASSERT_FALSE(gpio_line_name_is_valid("-a"));
+        ASSERT_FALSE(gpio_line_name_is_valid("Reset"));
+        ASSERT_FALSE(gpio_line_name_is_valid("a.b"));
+        ASSERT_FALSE(gpio_line_name_is_valid("a/b"));
+}
+
+TEST(errors_gpio) {
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      Reset: { type: gpio, config: { chip: c, line: 1 } }\n",
+                          FILE_PATH ":8:7: export.dut1.gpio.Reset: invalid GPIO line name \"Reset\": use [a-z0-9][a-z0-9_-]{0,31}");
+        check_error(HEAD "  dut1:\n    gpio:\n      \"../x\": { type: gpio, config: { chip: c, line: 1 } }\n",
+                    FILE_PATH ":8:7: ", "invalid GPIO line name \"../x\"");
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c, line: 1, initial: 2 } }\n",
+                          FILE_PATH ":8:65: export.dut1.gpio.reset.config.initial: expected 0 or 1, got 2");
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c } }\n",
+                          FILE_PATH ":8:36: export.dut1.gpio.reset.config: missing required key \"line\"");
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c, line: -1 } }\n",
+                          FILE_PATH ":8:53: export.dut1.gpio.reset.config.line: expected a non-negative integer, got \"-1\"");
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: sim }\n",
+                          FILE_PATH ":8:22: export.dut1.gpio.reset.type: driver type \"sim\" cannot drive a GPIO line "
+                          "(it serves: power, serial, storage)");
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c, line: 1 }, x: 1 }\n",
+                          FILE_PATH ":8:58: export.dut1.gpio.reset.x: unknown key (known: type, config)");
+        check_error_exact(HEAD "  dut1:\n    gpio: [reset]\n",
+                          FILE_PATH ":7:11: export.dut1.gpio: expected a mapping of GPIO line names to lines, got a sequence");
+        check_error_exact(HEAD "  dut1:\n    power: { type: gpio, config: { chip: c, line: 1 } }\n",
+                          FILE_PATH ":7:20: export.dut1.power.type: driver type \"gpio\" cannot serve power "
+                          "(it serves: a GPIO line under gpio:)");
+        check_error_exact(HEAD "  dut1:\n    type: gpio\n    config: { chip: c, line: 1 }\n",
+                          FILE_PATH ":7:11: export.dut1.type: driver type \"gpio\" drives one GPIO line: name the line "
+                          "under \"gpio:\"");
+        check_error_exact(HEAD "  dut1:\n    power: { type: gpio-relay, config: { chip: c } }\n",
+                          FILE_PATH ":7:40: export.dut1.power.config: missing required key \"line\"");
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      a: { type: gpio, config: { chip: c, line: 1 } }\n"
+                          "      a: { type: gpio, config: { chip: c, line: 2 } }\n",
+                          FILE_PATH ":9:7: export.dut1.gpio.a: duplicate key at lines 8 and 9");
 }
 
 TEST(free_null) {
