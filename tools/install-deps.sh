@@ -7,7 +7,7 @@ PACKAGES=(
         libsystemd-dev libfuse3-dev fuse3 libjansson-dev libyaml-dev
         socat python3-serial picocom tio util-linux mount e2fsprogs procps coreutils curl
         libserialport-dev libgpiod-dev gpiod libcurl4-openssl-dev libjansson-dev
-        zlib1g-dev liblzma-dev libzstd-dev libssl-dev xz-utils zstd gzip cpio
+        zlib1g-dev liblzma-dev libzstd-dev libssl-dev libjwt-dev xz-utils zstd gzip cpio
         ser2net pdudaemon bmap-tools busybox-static qemu-system-x86
 )
 
