@@ -696,6 +696,12 @@ int dut_new(sd_event *event, const DutConfig *config, DutPowerChangedFunc power_
                 }
         }
 
+        /* Whatever side a mux is on (a crash may have left the card with the host), the DUT has
+         * the card while no session is open. The switch runs in the background; a power on waits
+         * for it as for the switch after a close, an open for the switch back to the host. */
+        if (dut_storage_is_muxed(d))
+                dut_storage_start_switch(d, false);
+
         *ret = TAKE_PTR(d);
         return 0;
 }

@@ -14,7 +14,8 @@ typedef void (*DutPowerChangedFunc)(Dut *d, PowerState state, void *userdata);
 /* A power action finished: r is 0 or a negative errno (-ECANCELED when the DUT went away). */
 typedef void (*DutPowerDoneFunc)(Dut *d, int r, void *userdata);
 
-/* Starts the drivers of config (which must outlive the DUT). Logs its errors. */
+/* Starts the drivers of config (which must outlive the DUT). Logs its errors. Storage behind a mux
+ * is switched to the DUT side in the background; a failure of that switch is logged, not returned. */
 int dut_new(sd_event *event, const DutConfig *config, DutPowerChangedFunc power_changed, void *userdata,
             Dut **ret);
 Dut *dut_free(Dut *d);

@@ -149,10 +149,13 @@ static int run(int argc, char *argv[]) {
                 return log_error_errno(r, "Failed to load %s: %m", arg_config);
         }
 
-        /* Signals arrive through the event loop, never in the middle of a driver callback. */
+        /* Signals arrive through the event loop, never in the middle of a driver callback. SIGCHLD
+         * too: sd_event_add_child() (commands, QEMU) needs it blocked in every thread, so before
+         * anything starts one. */
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGCHLD);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
 

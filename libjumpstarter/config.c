@@ -323,6 +323,26 @@ bool driver_config_is_set(const DriverConfig *c, const char *name) {
         return v && v->set;
 }
 
+int driver_config_problem(char **ret_problem, const char **ret_option, const char *option, const char *format,
+                          ...) {
+        va_list ap;
+        int r;
+
+        assert(ret_problem);
+        assert(ret_option);
+        assert(format);
+
+        va_start(ap, format);
+        r = vasprintf(ret_problem, format, ap);
+        va_end(ap);
+        if (r < 0) {
+                *ret_problem = NULL;
+                return -ENOMEM;
+        }
+        *ret_option = option;
+        return -EINVAL;
+}
+
 typedef struct Parser {
         const char *path; /* absolute */
         const char *dir;
@@ -644,6 +664,74 @@ static const char *const option_expectation[_OPTION_TYPE_MAX] = {
         [OPTION_BOOL] = "true or false",
 };
 
+/* A range bound as a config would write it: "16MiB", "1us", "65535". */
+static void format_bound(OptionType type, uint64_t v, char *buf, size_t size) {
+        static const char *const units[] = { "TiB", "GiB", "MiB", "KiB" };
+
+        if (type == OPTION_DURATION) {
+                (void) format_duration(buf, size, v);
+                return;
+        }
+        if (type == OPTION_SIZE && v > 0)
+                for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+                        unsigned shift = 10 * (unsigned) (ELEMENTSOF(units) - i);
+
+                        if (v % (UINT64_C(1) << shift) == 0) {
+                                (void) snprintf(buf, size, "%" PRIu64 "%s", v >> shift, units[i]);
+                                return;
+                        }
+                }
+        (void) snprintf(buf, size, "%" PRIu64, v);
+}
+
+static bool value_allowed(const OptionValue *v) {
+        for (const char *const *a = v->spec->values; *a; a++) {
+                uint64_t u;
+
+                if (v->spec->type == OPTION_UINT ? parse_uint64(*a, &u) >= 0 && u == v->number
+                                                 : streq(*a, v->string))
+                        return true;
+        }
+        return false;
+}
+
+/* What OptionSpec.values and .min/.max allow, checked where the value is, so that a bad one never
+ * reaches a driver. */
+static int check_allowed(Parser *p, const YamlNode *n, const OptionValue *v) {
+        const OptionSpec *spec = v->spec;
+        bool numeric = spec->type == OPTION_UINT || spec->type == OPTION_SIZE || spec->type == OPTION_DURATION;
+        char lo[32], hi[32];
+
+        if (spec->values && (spec->type == OPTION_STRING || spec->type == OPTION_UINT) && !value_allowed(v)) {
+                _cleanup_free_ char *q = NULL, *list = NULL;
+                size_t k = 0;
+
+                while (spec->values[k])
+                        k++;
+                list = join(spec->values, k);
+                if (spec->type == OPTION_UINT)
+                        return list ? fail(p, n, "%" PRIu64 " is not one of %s", v->number, list) : -ENOMEM;
+                q = quote(v->string, strlen(v->string));
+                return q && list ? fail(p, n, "%s is not one of %s", q, list) : -ENOMEM;
+        }
+
+        if (!numeric || (spec->min == 0 && spec->max == 0))
+                return 0;
+        if (v->number >= spec->min && (spec->max == 0 || v->number <= spec->max))
+                return 0;
+        format_bound(spec->type, spec->min, lo, sizeof lo);
+        format_bound(spec->type, spec->max, hi, sizeof hi);
+        /* Sizes and durations as written ("8MiB", not 8388608): parsing proved them plain text. */
+        if (spec->type == OPTION_UINT) {
+                if (spec->max == 0)
+                        return fail(p, n, "%" PRIu64 " is less than the minimum %s", v->number, lo);
+                return fail(p, n, "%" PRIu64 " is out of range %s..%s", v->number, lo, hi);
+        }
+        if (spec->max == 0)
+                return fail(p, n, "%.*s is less than the minimum %s", QUOTE_MAX, n->scalar, lo);
+        return fail(p, n, "%.*s is out of range %s..%s", QUOTE_MAX, n->scalar, lo, hi);
+}
+
 static int parse_option(Parser *p, const YamlNode *n, OptionValue *v) {
         const OptionSpec *spec = v->spec;
         _cleanup_free_ char *s = NULL, *g = NULL;
@@ -710,6 +798,9 @@ static int parse_option(Parser *p, const YamlNode *n, OptionValue *v) {
                 g = got(n);
                 return g ? fail(p, n, "expected %s, got %s", option_expectation[spec->type], g) : -ENOMEM;
         }
+        if (r < 0)
+                return r;
+        r = check_allowed(p, n, v);
         if (r < 0)
                 return r;
         v->set = true;
@@ -830,6 +921,22 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
                             t->name, d->values[i].spec->name);
         }
 
+        if (t->validate) {
+                _cleanup_free_ char *problem = NULL;
+                const char *option = NULL;
+                const YamlNode *at = config ?: type_node;
+
+                r = t->validate(d, &problem, &option);
+                if (r < 0 && !problem)
+                        return r;
+                if (r < 0) {
+                        /* At the value that is wrong; a missing one is missing from the mapping. */
+                        if (option && config && yaml_node_get(config, option))
+                                at = yaml_node_get(config, option);
+                        return fail(p, at, "%s", problem);
+                }
+        }
+
         *ret = TAKE_PTR(d);
         return 0;
 }
@@ -875,12 +982,6 @@ static int parse_gpio_lines(Parser *p, const YamlNode *n, DutConfig *d) {
                                            dc->type->name, list)
                                     : -ENOMEM;
                 }
-                /* A line is 0 or 1; OPTION_UINT alone would take any number. */
-                for (size_t j = 0; j < dc->n_values; j++)
-                        if (streq(dc->values[j].spec->name, "initial") && dc->values[j].set &&
-                            dc->values[j].number > 1)
-                                return fail(p, yaml_node_get(yaml_node_get(e, "config"), "initial"),
-                                            "expected 0 or 1, got %" PRIu64, dc->values[j].number);
 
                 name = strdup(key->scalar);
                 if (!name)

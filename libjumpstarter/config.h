@@ -36,12 +36,22 @@ typedef enum OptionType {
         _OPTION_TYPE_INVALID = -EINVAL,
 } OptionType;
 
+/* Tables write { name, type, required, help } positionally and add what follows by designator
+ * (.values = ..., .min = ..., .max = ...), so that a plain option stays one short line. */
 typedef struct OptionSpec {
         const char *name;
         OptionType type;
         bool required;
         const char *help; /* one line for docs and error messages */
+        /* The only values allowed, NULL-terminated; NULL allows any. OPTION_STRING: the exact
+         * spellings. OPTION_UINT: numbers in decimal, compared as numbers. */
+        const char *const *values;
+        /* OPTION_UINT, OPTION_SIZE, OPTION_DURATION (in usec): the allowed range, inclusive. max == 0
+         * means no upper bound, so { .min = 0, .max = 0 } (the default) allows every value. */
+        uint64_t min, max;
 } OptionSpec;
+
+typedef struct DriverConfig DriverConfig;
 
 /* A driver type that a config may name in "type:". classes is a bitmask of (1 << DriverClass). */
 typedef struct DriverType {
@@ -49,6 +59,14 @@ typedef struct DriverType {
         unsigned classes;
         const OptionSpec *options; /* terminated by an entry with name == NULL */
         const char *help;
+        /* Optional: rules across options that the OptionSpecs cannot express (what one choice
+         * requires of the others). Called by the parser once every option has passed its spec, so
+         * the values are well-formed. Returns 0, -ENOMEM, or -EINVAL with what is wrong in
+         * *ret_problem (caller frees; make it with driver_config_problem()) and in *ret_option the
+         * option the problem is at: its value is what the message points at. For a missing option,
+         * or for the config as a whole, the parser points at the "config:" mapping (or at "type:"
+         * without one). */
+        int (*validate)(const DriverConfig *c, char **ret_problem, const char **ret_option);
 } DriverType;
 
 /* The known driver types: libjumpstarter/driver-types.c and one driver-types-<family>.c per
@@ -73,12 +91,12 @@ typedef struct OptionValue {
         unsigned line, column;
 } OptionValue;
 
-typedef struct DriverConfig {
+struct DriverConfig {
         const DriverType *type;
         OptionValue *values; /* one per spec entry of type->options, in that order */
         size_t n_values;
         unsigned line, column; /* of the "type:" value */
-} DriverConfig;
+};
 
 /* Accessors by option name; the name must be one of the type's options (assert()). */
 const char *driver_config_get_string(const DriverConfig *c, const char *name); /* NULL if unset */
@@ -86,6 +104,11 @@ uint64_t driver_config_get_u64(const DriverConfig *c, const char *name, uint64_t
 bool driver_config_get_bool(const DriverConfig *c, const char *name, bool def);
 char *const *driver_config_get_strv(const DriverConfig *c, const char *name); /* NULL if unset */
 bool driver_config_is_set(const DriverConfig *c, const char *name);
+
+/* For DriverType.validate(): formats the problem into *ret_problem and sets *ret_option (which may
+ * be NULL: the config as a whole). Returns -EINVAL, or -ENOMEM. */
+int driver_config_problem(char **ret_problem, const char **ret_option, const char *option, const char *format,
+                          ...) __attribute__((format(printf, 4, 5)));
 
 typedef struct Label {
         char *key;

@@ -71,10 +71,32 @@ static const DriverType driver_type_mux_command = {
         .help = "storage behind a mux that two commands switch",
 };
 
+static const OptionSpec mux_gpio_options[] = {
+        STORAGE_PATH_OPTIONS("the storage while the mux gives it to the host"),
+        { "chip", OPTION_STRING, true,
+          "GPIO chip as gpiod_chip_open_lookup() takes it: name (gpiochip0), number (0), path "
+          "(/dev/gpiochip0) or label" },
+        { "line", OPTION_UINT, true, "offset of the line that switches the mux" },
+        { "active_low", OPTION_BOOL, false, "the line is active when low: 1 drives it low (default false)" },
+        { "host_value", OPTION_UINT, false, "0 or 1: the (logical) line value that connects the card to the host (default 1)",
+          .max = 1 },
+        { "consumer", OPTION_STRING, false, "consumer label the kernel shows for the line (default jumpstarter)" },
+        { "timeout", OPTION_DURATION, false, "how long the card may take to appear on the host (default 10s)" },
+        {}
+};
+
+static const DriverType driver_type_mux_gpio = {
+        .name = "mux-gpio",
+        .classes = 1U << DRIVER_CLASS_STORAGE,
+        .options = mux_gpio_options,
+        .help = "storage behind a mux that a GPIO line switches",
+};
+
 const DriverType *const driver_types_storage[] = {
         &driver_type_file,
         &driver_type_usbsdmux,
         &driver_type_sdwire,
         &driver_type_mux_command,
+        &driver_type_mux_gpio,
         NULL,
 };

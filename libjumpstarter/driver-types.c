@@ -1,5 +1,6 @@
 /* The driver types a config may name, with their classes and options */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "macro.h"
@@ -14,7 +15,8 @@ static const OptionSpec sim_options[] = {
         { "size", OPTION_SIZE, false, "storage size when the storage is created (default 64MiB)" },
         { "boot_time", OPTION_DURATION, false, "how long the boot log takes after power on (default 300ms)" },
         { "cycle_delay", OPTION_DURATION, false, "off time of a power cycle (default 200ms)" },
-        { "log_size", OPTION_SIZE, false, "size of the serial.log ring (default 1MiB)" },
+        { "log_size", OPTION_SIZE, false, "size of the serial.log ring, at most 1GiB (default 1MiB)",
+          .min = 1, .max = UINT64_C(1) << 30 },
         { "prompt", OPTION_STRING, false, "shell prompt printed after boot (default \"<dut>:~# \")" },
         {}
 };

@@ -77,6 +77,40 @@ export:
   dut1: {type: sim}
 YAML
 
+# A value that is not one of those the option allows, and one outside its range.
+check "7:44: export.dut1.serial.config.parity: \"mark\" is not one of none, even, odd" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  dut1:
+    serial:
+      config: {path: /dev/ttyUSB0, parity: mark}
+      type: tty
+YAML
+
+check "6:31: export.dut1.config.cpus: 99 is out of range 1..64" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  dut1:
+    config: {kernel: k, cpus: 99}
+    type: qemu
+YAML
+
+# A rule of the driver type across its options: a missing one is pointed at its mapping.
+check "8:15: export.dut1.power.config: preset template needs option \"off_url\"" <<'YAML'
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  dut1:
+    power:
+      type: http
+      config: {preset: template, url: "http://relay", on_url: "http://relay/on"}
+YAML
+
 # A syntax error and a missing file.
 check "4:" <<'YAML'
 apiVersion: jumpstarter.dev/v1alpha1

@@ -497,6 +497,115 @@ TEST(errors_drivers) {
                           FILE_PATH ":8:25: export.dut1.config.size: duplicate key at lines 8 and 8");
 }
 
+/* A serial entry of dut1 whose config is the flow mapping {path: /dev/ttyUSB0, EXTRA}: line 9, and
+ * the value of EXTRA's first option starts in column 39 + its name's length. */
+#define SERIAL(extra) HEAD "  dut1:\n    serial:\n      type: tty\n      config: { path: /dev/ttyUSB0, " extra " }\n"
+
+TEST(errors_allowed_values) {
+        /* An enumeration: the message names every value allowed, in table order. */
+        check_error_exact(SERIAL("parity: mark"),
+                          FILE_PATH ":9:45: export.dut1.serial.config.parity: \"mark\" is not one of none, even, odd");
+        check_error_exact(SERIAL("flow: hw"),
+                          FILE_PATH ":9:43: export.dut1.serial.config.flow: \"hw\" is not one of none, rts-cts, xon-xoff");
+        /* Exact spelling: no case folding, no trimming of a quoted value. */
+        check_error(SERIAL("parity: None"), FILE_PATH ":9:45: export.dut1.serial.config.parity: \"None\" is not one of", "");
+        check_error(SERIAL("parity: \"\""), FILE_PATH ":9:45: export.dut1.serial.config.parity: \"\" is not one of", "");
+        /* A range. */
+        check_error_exact(SERIAL("databits: 9"),
+                          FILE_PATH ":9:47: export.dut1.serial.config.databits: 9 is out of range 5..8");
+        check_error_exact(SERIAL("databits: 4"),
+                          FILE_PATH ":9:47: export.dut1.serial.config.databits: 4 is out of range 5..8");
+        /* Numbers that are an enumeration: compared as numbers. */
+        check_error_exact(SERIAL("stopbits: 3"),
+                          FILE_PATH ":9:47: export.dut1.serial.config.stopbits: 3 is not one of 1, 2");
+        check_error(SERIAL("baudrate: 12345"),
+                    FILE_PATH ":9:47: export.dut1.serial.config.baudrate: 12345 is not one of 50, 75, 110, ",
+                    ", 115200, 230400, ");
+        check_error_exact(SERIAL("log_size: 0"),
+                          FILE_PATH ":9:47: export.dut1.serial.config.log_size: 0 is out of range 1..1GiB");
+        check_error_exact(SERIAL("log_size: 2GiB"),
+                          FILE_PATH ":9:47: export.dut1.serial.config.log_size: 2GiB is out of range 1..1GiB");
+
+        /* ser2net: a protocol and a TCP port. */
+        check_error_exact(HEAD "  dut1:\n    serial: { type: ser2net, config: { host: h, port: 0 } }\n",
+                          FILE_PATH ":7:55: export.dut1.serial.config.port: 0 is out of range 1..65535");
+        check_error_exact(HEAD "  dut1:\n    serial: { type: ser2net, config: { host: h, port: 65536 } }\n",
+                          FILE_PATH ":7:55: export.dut1.serial.config.port: 65536 is out of range 1..65535");
+        check_error_exact(HEAD "  dut1:\n    serial: { type: ser2net, config: { host: h, port: 1, protocol: ssh } }\n",
+                          FILE_PATH ":7:68: export.dut1.serial.config.protocol: \"ssh\" is not one of raw, telnet, rfc2217");
+
+        /* http: the preset, and a bounded number. */
+        check_error_exact(HEAD "  dut1:\n    power: { type: http, config: { preset: sonoff, url: \"http://x\" } }\n",
+                          FILE_PATH ":7:44: export.dut1.power.config.preset: \"sonoff\" is not one of pdudaemon, "
+                          "shelly, tasmota, template");
+        check_error_exact(HEAD "  dut1:\n    power: { type: http, config: { preset: shelly, url: \"http://x\", retries: 11 } }\n",
+                          FILE_PATH ":7:78: export.dut1.power.config.retries: 11 is out of range 0..10");
+
+        /* Sizes and durations: the value as written, the bounds in the config's own units. */
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, memory: 8MiB }\n",
+                          FILE_PATH ":8:34: export.dut1.config.memory: 8MiB is out of range 16MiB..1TiB");
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, memory: 2T }\n",
+                          FILE_PATH ":8:34: export.dut1.config.memory: 2T is out of range 16MiB..1TiB");
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, cpus: 65 }\n",
+                          FILE_PATH ":8:32: export.dut1.config.cpus: 65 is out of range 1..64");
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, stop_timeout: 0 }\n",
+                          FILE_PATH ":8:40: export.dut1.config.stop_timeout: 0 is less than the minimum 1us");
+        check_error_exact(HEAD "  dut1:\n    type: sim\n    config: { log_size: 0 }\n",
+                          FILE_PATH ":8:25: export.dut1.config.log_size: 0 is out of range 1..1GiB");
+
+        /* The edges are allowed. */
+        exporter_config_free(parse_ok(SERIAL("databits: 5, stopbits: 2, parity: odd, flow: xon-xoff, "
+                                             "baudrate: \"4000000\", log_size: 1GiB")));
+        exporter_config_free(parse_ok(HEAD "  dut1:\n    type: qemu\n"
+                                      "    config: { kernel: k, memory: 1TiB, cpus: 64, stop_timeout: 1us }\n"));
+        exporter_config_free(parse_ok(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, memory: 16MiB, cpus: 1 }\n"));
+}
+
+TEST(errors_validate) {
+        /* A missing option: at the config mapping, since there is no value to point at. */
+        check_error_exact(HEAD "  dut1:\n    power:\n      type: http\n      config: { preset: template, url: \"http://x\", "
+                          "on_url: \"http://x/on\" }\n",
+                          FILE_PATH ":9:15: export.dut1.power.config: preset template needs option \"off_url\"");
+        check_error_exact(HEAD "  dut1:\n    power:\n      type: http\n      config:\n        preset: pdudaemon\n"
+                          "        url: http://pdu:16421\n        port: 3\n",
+                          FILE_PATH ":10:9: export.dut1.power.config: preset pdudaemon needs option \"hostname\"");
+        /* A wrong value: at the value. */
+        check_error_exact(HEAD "  dut1:\n    power:\n      type: http\n      config:\n        preset: shelly\n"
+                          "        url: ftp://plug\n",
+                          FILE_PATH ":11:14: export.dut1.power.config.url: expected an http:// or https:// URL");
+
+        /* serialport: one way to name the port. */
+        check_error_exact(HEAD "  dut1:\n    serial: { type: serialport }\n",
+                          FILE_PATH ":7:21: export.dut1.serial.type: no port: set path, or usb_serial and/or usb_vid_pid");
+        check_error_exact(HEAD "  dut1:\n    serial: { type: serialport, config: { baudrate: 9600 } }\n",
+                          FILE_PATH ":7:41: export.dut1.serial.config: no port: set path, or usb_serial and/or usb_vid_pid");
+        check_error_exact(HEAD "  dut1:\n    serial: { type: serialport, config: { usb_serial: A1, path: /dev/ttyUSB0 } }\n",
+                          FILE_PATH ":7:65: export.dut1.serial.config.path: give either path, or usb_serial and/or "
+                          "usb_vid_pid, not both");
+        check_error_exact(HEAD "  dut1:\n    serial: { type: serialport, config: { usb_vid_pid: \"0403-6001\" } }\n",
+                          FILE_PATH ":7:56: export.dut1.serial.config.usb_vid_pid: expected VID:PID in hex such as 0403:6001");
+
+        /* qemu: combinations. */
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n",
+                          FILE_PATH ":7:11: export.dut1.type: nothing to boot: set kernel or disk");
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config:\n      initrd: i.img\n      disk: d.img\n",
+                          FILE_PATH ":9:15: export.dut1.config.initrd: needs kernel: an initrd is loaded with a directly "
+                          "booted kernel");
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, disk_size: 1G }\n",
+                          FILE_PATH ":8:37: export.dut1.config.disk_size: needs disk: it is the size of the disk image");
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, binary: \"\" }\n",
+                          FILE_PATH ":8:34: export.dut1.config.binary: expected a program name or an absolute path, got \"\"");
+        check_error_exact(HEAD "  dut1:\n    type: qemu\n    config: { kernel: k, memory: 16385KiB }\n",
+                          FILE_PATH ":8:34: export.dut1.config.memory: expected a whole number of MiB, got 16778240 bytes");
+
+        /* What the hooks accept. */
+        exporter_config_free(parse_ok(HEAD "  dut1:\n    serial: { type: serialport, config: { usb_serial: A1, "
+                                      "usb_vid_pid: \"0403:6001\" } }\n"
+                                      "    power: { type: http, config: { preset: pdudaemon, url: \"https://pdu\", "
+                                      "hostname: lab, port: 1 } }\n"));
+        exporter_config_free(parse_ok(HEAD "  dut1:\n    type: qemu\n    config: { disk: d.img, disk_size: 1G }\n"));
+}
+
 TEST(names) {
         ASSERT_TRUE(dut_name_is_valid("dut1"));
         ASSERT_TRUE(dut_name_is_valid("0"));
@@ -511,6 +620,43 @@ TEST(names) {
         ASSERT_FALSE(dut_name_is_valid("a.b"));
         ASSERT_FALSE(dut_name_is_valid("a/b"));
         ASSERT_FALSE(dut_name_is_valid(".."));
+}
+
+/* What the parser relies on: allowed values only where it checks them, each one well-formed,
+ * distinct and inside the range; a range only on numbers, and not empty. */
+static void check_option_spec(const DriverType *t, const OptionSpec *o) {
+        bool numeric = o->type == OPTION_UINT || o->type == OPTION_SIZE || o->type == OPTION_DURATION;
+
+        if (o->min > 0 || o->max > 0) {
+                if (!numeric)
+                        ASSERT_FAIL("%s.%s: a range on a non-numeric option", t->name, o->name);
+                if (o->max > 0 && o->min > o->max)
+                        ASSERT_FAIL("%s.%s: empty range %" PRIu64 "..%" PRIu64, t->name, o->name, o->min, o->max);
+        }
+        if (!o->values)
+                return;
+        if (o->type != OPTION_STRING && o->type != OPTION_UINT)
+                ASSERT_FAIL("%s.%s: allowed values on an option that is neither string nor uint", t->name, o->name);
+        ASSERT_TRUE(o->values[0]);
+        for (const char *const *a = o->values; *a; a++) {
+                ASSERT_TRUE(**a);
+                for (const char *const *b = o->values; b != a; b++)
+                        if (streq(*a, *b))
+                                ASSERT_FAIL("%s.%s: \"%s\" allowed twice", t->name, o->name, *a);
+                if (o->type == OPTION_UINT) {
+                        char *end = NULL;
+                        unsigned long long u;
+
+                        errno = 0;
+                        u = strtoull(*a, &end, 10);
+                        if (errno != 0 || *end || (*a)[0] < '0' || (*a)[0] > '9')
+                                ASSERT_FAIL("%s.%s: \"%s\" is not a decimal number", t->name, o->name, *a);
+                        if (u < o->min || (o->max > 0 && u > o->max))
+                                ASSERT_FAIL("%s.%s: %s is outside its own range", t->name, o->name, *a);
+                } else
+                        /* The help is what docs and "jmp" show: it must not leave a value out. */
+                        ASSERT_CONTAINS(o->help, *a);
+        }
 }
 
 TEST(driver_tables) {
@@ -536,8 +682,12 @@ TEST(driver_tables) {
         for (const DriverType *t = driver_type_next(NULL); t; t = driver_type_next(t)) {
                 ASSERT_TRUE(t->name && t->help && t->classes);
                 ASSERT_TRUE(driver_type_find(t->name) == t);
-                for (const OptionSpec *o = t->options; o->name; o++)
+                for (const OptionSpec *o = t->options; o->name; o++) {
                         ASSERT_TRUE(o->help && o->type >= 0 && o->type < _OPTION_TYPE_MAX);
+                        for (const OptionSpec *other = t->options; other != o; other++)
+                                ASSERT_TRUE(!streq(other->name, o->name));
+                        check_option_spec(t, o);
+                }
         }
 }
 
@@ -696,7 +846,9 @@ TEST(errors_gpio) {
         check_error(HEAD "  dut1:\n    gpio:\n      \"../x\": { type: gpio, config: { chip: c, line: 1 } }\n",
                     FILE_PATH ":8:7: ", "invalid GPIO line name \"../x\"");
         check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c, line: 1, initial: 2 } }\n",
-                          FILE_PATH ":8:65: export.dut1.gpio.reset.config.initial: expected 0 or 1, got 2");
+                          FILE_PATH ":8:65: export.dut1.gpio.reset.config.initial: 2 is out of range 0..1");
+        check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c, line: 4294967296 } }\n",
+                          FILE_PATH ":8:53: export.dut1.gpio.reset.config.line: 4294967296 is out of range 0..4294967295");
         check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c } }\n",
                           FILE_PATH ":8:36: export.dut1.gpio.reset.config: missing required key \"line\"");
         check_error_exact(HEAD "  dut1:\n    gpio:\n      reset: { type: gpio, config: { chip: c, line: -1 } }\n",

@@ -1,15 +1,12 @@
 /* Power switch driven by the commands that the config names */
 #include <assert.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
-#include <sys/pidfd.h>
+#include <string.h>
 #include <sys/wait.h>
 
+#include "command.h"
 #include "daemon-util.h"
 #include "driver.h"
 #include "log.h"
@@ -19,7 +16,7 @@
 
 #define COMMAND_TIMEOUT_DEFAULT_USEC (10 * USEC_PER_SEC)
 #define COMMAND_CYCLE_DELAY_DEFAULT_USEC (2 * USEC_PER_SEC)
-/* What a command prints is kept up to this much per stream, for the log and for readings. */
+/* What a reading command prints is kept up to this much. */
 #define COMMAND_OUTPUT_MAX 4096
 
 typedef enum CommandKind {
@@ -53,13 +50,6 @@ struct CommandOp {
         CommandOp *next;
 };
 
-typedef struct OutputStream {
-        int fd;
-        sd_event_source *source;
-        char buf[COMMAND_OUTPUT_MAX + 1];
-        size_t size;
-} OutputStream;
-
 struct CommandPower {
         DriverContext ctx;
         char *const *argv[_COMMAND_KIND_MAX];
@@ -68,13 +58,8 @@ struct CommandPower {
 
         CommandOp *queue, *queue_tail;
 
-        /* The process of the queue's head, while it runs. */
-        pid_t pid;
-        int pidfd;
-        sd_event_source *pidfd_source;
-        sd_event_source *timeout_source;
-        bool timed_out;
-        OutputStream out, err;
+        /* The command of the queue's head, while it runs. */
+        Command *command;
 
         sd_event_source *cycle_timer;
         PowerDoneFunc cycle_done;
@@ -111,61 +96,6 @@ static CommandOp *command_power_pop(CommandPower *c) {
                         c->queue_tail = NULL;
         }
         return op;
-}
-
-static void output_stream_done(OutputStream *s) {
-        s->source = sd_event_source_disable_unref(s->source);
-        s->fd = safe_close(s->fd);
-}
-
-/* Reads what is there now; keeps the first COMMAND_OUTPUT_MAX bytes. */
-static void output_stream_drain(OutputStream *s) {
-        char scratch[4096];
-
-        while (s->fd >= 0) {
-                char *to = s->size < COMMAND_OUTPUT_MAX ? s->buf + s->size : scratch;
-                size_t room = s->size < COMMAND_OUTPUT_MAX ? COMMAND_OUTPUT_MAX - s->size : sizeof scratch;
-                ssize_t n = read(s->fd, to, room);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN)
-                        return;
-                if (n <= 0) {
-                        output_stream_done(s);
-                        return;
-                }
-                if (to != scratch)
-                        s->size += (size_t) n;
-        }
-}
-
-static int command_power_on_output(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
-        OutputStream *s = userdata;
-
-        output_stream_drain(s);
-        return 0;
-}
-
-/* Each line of a stream as a log message about the DUT. */
-static void command_power_log_output(CommandPower *c, CommandKind kind, OutputStream *s, const char *name) {
-        char *line, *state = NULL;
-
-        s->buf[s->size] = '\0';
-        for (line = strtok_r(s->buf, "\n", &state); line; line = strtok_r(NULL, "\n", &state))
-                log_dut_prefix(LOG_INFO, 0, c->ctx.dut_name, "power %s command %s: %s", command_kind_table[kind], name,
-                               line);
-}
-
-static void command_power_reset_process(CommandPower *c) {
-        c->pidfd_source = sd_event_source_disable_unref(c->pidfd_source);
-        c->timeout_source = sd_event_source_disable_unref(c->timeout_source);
-        c->pidfd = safe_close(c->pidfd);
-        output_stream_done(&c->out);
-        output_stream_done(&c->err);
-        c->out.size = c->err.size = 0;
-        c->pid = 0;
-        c->timed_out = false;
 }
 
 static int command_power_on_cycle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -223,171 +153,78 @@ static void command_power_finish(CommandPower *c, int r, int status, double watt
         command_power_run(c);
 }
 
-static int command_power_on_exit(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+static void command_power_on_exit(Command *command, int r, void *userdata) {
         CommandPower *c = userdata;
         CommandOp *op = c->queue;
-        siginfo_t si = {};
+        const char *kind = command_kind_table[op->kind];
         double watts = 0.0;
-        int r = 0, status = -1;
+        int status = -1;
 
         assert(op);
 
-        if (waitid((idtype_t) P_PIDFD, (id_t) c->pidfd, &si, WEXITED | WNOHANG) < 0) {
-                r = log_dut_prefix(LOG_ERR, errno, c->ctx.dut_name, "Failed to wait for the power %s command: %m",
-                                   command_kind_table[op->kind]);
-                (void) kill(-c->pid, SIGKILL);
-        } else if (si.si_pid == 0)
-                return 0; /* not yet */
-
-        /* What it printed before it exited is in the pipes now. */
-        output_stream_drain(&c->out);
-        output_stream_drain(&c->err);
-        command_power_log_output(c, op->kind, &c->err, "error");
-        c->out.buf[c->out.size] = '\0';
-
-        if (r < 0)
-                log_dut_prefix(LOG_ERR, 0, c->ctx.dut_name, "power %s command: its end is unknown", command_kind_table[op->kind]);
-        else if (c->timed_out) {
+        if (r == -ETIME) {
                 log_dut_prefix(LOG_ERR, 0, c->ctx.dut_name, "power %s command timed out after %" PRIu64 " ms; killed it",
-                               command_kind_table[op->kind], c->timeout_usec / USEC_PER_MSEC);
+                               kind, c->timeout_usec / USEC_PER_MSEC);
                 r = -EIO;
-        } else if (si.si_code == CLD_EXITED) {
-                status = si.si_status;
+        } else if (r < 0)
+                r = log_dut_prefix(LOG_ERR, r, c->ctx.dut_name, "power %s command failed: %m", kind);
+        else if (WIFEXITED(r)) {
+                status = WEXITSTATUS(r);
+                r = 0;
                 if (status != 0 && op->kind != COMMAND_STATUS) {
                         log_dut_prefix(LOG_ERR, 0, c->ctx.dut_name, "power %s command failed with exit status %i",
-                                       command_kind_table[op->kind], status);
+                                       kind, status);
                         r = -EIO;
                 }
         } else {
-                log_dut_prefix(LOG_ERR, 0, c->ctx.dut_name, "power %s command was killed by signal %s",
-                               command_kind_table[op->kind], strsignal(si.si_status));
+                log_dut_prefix(LOG_ERR, 0, c->ctx.dut_name, "power %s command was killed by signal %s", kind,
+                               strsignal(WTERMSIG(r)));
                 r = -EIO;
         }
 
         if (r >= 0 && op->kind == COMMAND_READING) {
-                r = power_reading_parse(c->out.buf, &watts);
+                const char *out = command_get_stdout(command, NULL);
+
+                r = power_reading_parse(out, &watts);
                 if (r < 0) {
                         log_dut_prefix(LOG_ERR, 0, c->ctx.dut_name, "power reading command printed \"%.100s\", not watts",
-                                       c->out.buf);
+                                       out);
                         r = -EIO;
                 }
-        } else if (op->kind != COMMAND_READING)
-                command_power_log_output(c, op->kind, &c->out, "output");
+        }
 
-        command_power_reset_process(c);
+        /* Before the next command of the queue starts. */
+        c->command = command_free(c->command);
         command_power_finish(c, r, status, watts);
-        return 0;
-}
-
-static int command_power_on_timeout(sd_event_source *source, uint64_t usec, void *userdata) {
-        CommandPower *c = userdata;
-
-        /* The whole process group: a script's children must not outlive it. The exit handler
-         * finishes once the kernel has reaped it. */
-        c->timed_out = true;
-        (void) kill(-c->pid, SIGKILL);
-        return 0;
 }
 
 static int command_power_start(CommandPower *c) {
         CommandOp *op = c->queue;
-        char *const *argv = c->argv[op->kind];
-        _cleanup_close_ int null_fd = -EBADF, out_w = -EBADF, err_w = -EBADF;
-        int out_pipe[2], err_pipe[2];
-        pid_t pid;
-        int r;
+        char what[sizeof("power reading command")];
 
         assert(op);
-        assert(argv);
-        assert(c->pid == 0);
+        assert(c->argv[op->kind]);
+        assert(!c->command);
 
-        null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (null_fd < 0)
-                return -errno;
-        if (pipe2(out_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-                return -errno;
-        c->out.fd = out_pipe[0];
-        out_w = out_pipe[1];
-        if (pipe2(err_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-                r = -errno;
-                command_power_reset_process(c);
-                return r;
-        }
-        c->err.fd = err_pipe[0];
-        err_w = err_pipe[1];
-
-        pid = fork();
-        if (pid < 0) {
-                r = -errno;
-                command_power_reset_process(c);
-                return r;
-        }
-        if (pid == 0) {
-                sigset_t none;
-
-                /* Only async-signal-safe calls from here to exec. Its own process group, so that a
-                 * timeout kills all of it; the daemon's blocked signals are not its business. */
-                (void) setpgid(0, 0);
-                sigemptyset(&none);
-                (void) sigprocmask(SIG_SETMASK, &none, NULL);
-                (void) fcntl(out_w, F_SETFL, 0);
-                (void) fcntl(err_w, F_SETFL, 0);
-                if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_w, STDOUT_FILENO) < 0 ||
-                    dup2(err_w, STDERR_FILENO) < 0)
-                        _exit(126);
-                execvp(argv[0], argv);
-                _exit(127);
-        }
-        /* Also here, so that a kill right after fork finds the group. */
-        (void) setpgid(pid, pid);
-        c->pid = pid;
-
-        c->pidfd = pidfd_open(pid, 0);
-        if (c->pidfd < 0) {
-                r = -errno;
-                (void) kill(pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
-                command_power_reset_process(c);
-                return r;
-        }
-        /* A pidfd instead of sd_event_add_child(): that one needs SIGCHLD blocked in the whole
-         * daemon, and the pidfd tells the same without it. */
-        r = sd_event_add_io(c->ctx.event, &c->pidfd_source, c->pidfd, EPOLLIN, command_power_on_exit, c);
-        if (r >= 0)
-                r = sd_event_add_io(c->ctx.event, &c->out.source, c->out.fd, EPOLLIN, command_power_on_output, &c->out);
-        if (r >= 0)
-                r = sd_event_add_io(c->ctx.event, &c->err.source, c->err.fd, EPOLLIN, command_power_on_output, &c->err);
-        if (r >= 0)
-                r = sd_event_add_time_relative(c->ctx.event, &c->timeout_source, CLOCK_MONOTONIC, c->timeout_usec, 0,
-                                               command_power_on_timeout, c);
-        if (r < 0) {
-                (void) kill(-pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
-                command_power_reset_process(c);
-                return r;
-        }
-        /* Output sources first: the exit handler must see it all, and drains the rest itself. */
-        (void) sd_event_source_set_priority(c->pidfd_source, SD_EVENT_PRIORITY_NORMAL + 1);
-
-        log_dut_prefix(LOG_DEBUG, 0, c->ctx.dut_name, "power %s: started %s (pid %i)", command_kind_table[op->kind],
-                       argv[0], (int) pid);
-        return 0;
+        snprintf(what, sizeof what, "power %s command", command_kind_table[op->kind]);
+        return command_run(c->ctx.event, c->argv[op->kind],
+                           &(const CommandOptions) {
+                                   .dut = c->ctx.dut_name,
+                                   .what = what,
+                                   .timeout_usec = c->timeout_usec,
+                                   .stdout_max = COMMAND_OUTPUT_MAX,
+                                   /* A reading's output is its result, not news. */
+                                   .stdout_is_data = op->kind == COMMAND_READING,
+                           },
+                           command_power_on_exit, c, &c->command);
 }
 
 static void command_power_run(CommandPower *c) {
-        if (c->pid != 0 || !c->queue)
+        if (c->command || !c->queue)
                 return;
-        for (;;) {
-                int r = command_power_start(c);
-
-                if (r >= 0)
-                        return;
-                log_dut_prefix(LOG_ERR, r, c->ctx.dut_name, "Failed to start the power %s command: %m",
-                               command_kind_table[c->queue->kind]);
-                /* command_power_finish() runs the rest of the queue. */
+        /* command_run() logged why it failed; command_power_finish() runs the rest of the queue. */
+        if (command_power_start(c) < 0)
                 command_power_finish(c, -EIO, -1, 0.0);
-                return;
-        }
 }
 
 static int command_power_enqueue(CommandPower *c, CommandKind kind, bool cycle, PowerDoneFunc power_done,
@@ -405,14 +242,17 @@ static int command_power_enqueue(CommandPower *c, CommandKind kind, bool cycle, 
                 .userdata = userdata,
         };
         command_power_push(c, op);
-        if (c->pid == 0 && c->queue == op) {
+        if (!c->command && c->queue == op) {
                 int r = command_power_start(c);
 
                 if (r < 0) {
                         command_power_pop(c);
                         free(op);
-                        return log_dut_prefix(LOG_ERR, r, c->ctx.dut_name, "Failed to start the power %s command: %m",
-                                              command_kind_table[kind]);
+                        /* Logged by command_run(). A command that cannot run is a failed one, and
+                         * what it did to the power is as unknown. */
+                        if (kind != COMMAND_STATUS && kind != COMMAND_READING)
+                                command_power_set_state(c, POWER_UNKNOWN);
+                        return r == -ENOMEM ? r : -EIO;
                 }
         }
         return 0;
@@ -459,12 +299,8 @@ static void *command_power_free(void *instance) {
 
         if (!c)
                 return NULL;
-        if (c->pid > 0) {
-                /* Nobody will hear how it ends: stop it and reap it, which is quick after SIGKILL. */
-                (void) kill(-c->pid, SIGKILL);
-                (void) waitpid(c->pid, NULL, 0);
-        }
-        command_power_reset_process(c);
+        /* Nobody will hear how it ends: this kills it. */
+        command_free(c->command);
         while ((op = command_power_pop(c)))
                 free(op);
         sd_event_source_disable_unref(c->cycle_timer);
@@ -482,16 +318,16 @@ static int command_power_new(const DriverConfig *config, const DriverContext *ct
                 return log_oom();
         c->ctx = *ctx;
         c->state = POWER_UNKNOWN;
-        c->pidfd = c->out.fd = c->err.fd = -EBADF;
         for (CommandKind k = 0; k < _COMMAND_KIND_MAX; k++)
                 c->argv[k] = driver_config_get_strv(config, command_kind_table[k]);
         c->timeout_usec = MAX(driver_config_get_u64(config, "timeout", COMMAND_TIMEOUT_DEFAULT_USEC), USEC_PER_MSEC);
         c->cycle_delay_usec = driver_config_get_u64(config, "cycle_delay", COMMAND_CYCLE_DELAY_DEFAULT_USEC);
 
-        /* The state until a command says otherwise: unknown, or what the status command tells. */
+        /* The state until a command says otherwise: unknown, or what the status command tells. A
+         * status command that cannot run leaves it unknown, as one that fails does. */
         if (c->argv[COMMAND_STATUS]) {
                 r = command_power_enqueue(c, COMMAND_STATUS, false, NULL, NULL, NULL);
-                if (r < 0)
+                if (r == -ENOMEM)
                         return r;
         }
 

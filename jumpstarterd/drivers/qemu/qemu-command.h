@@ -36,8 +36,9 @@ typedef struct QemuOptions {
 /* Fills o from a config of type qemu, with the defaults for what is unset. Points into config. */
 void qemu_options_from_config(QemuOptions *o, const DriverConfig *config);
 
-/* Checks what the config parser cannot: combinations and ranges. Returns 0, or -EINVAL with a
- * static message in *ret_error. */
+/* Checks combinations and ranges. The config parser has checked them already (the table and hook
+ * in libjumpstarter/driver-types-qemu.c); this is for options that come from elsewhere. Returns 0,
+ * or -EINVAL with a static message in *ret_error. */
 int qemu_options_verify(const QemuOptions *o, const char **ret_error);
 
 /* The argv (NULL-terminated, caller frees with qemu_strv_free()) that starts the VM, with argv[0] =

@@ -500,6 +500,8 @@ static int qemu_spawn(Qemu *q) {
 
         q->pid = pid;
         q->phase = QEMU_STARTING;
+        /* It wants SIGCHLD blocked, so that nothing else reaps QEMU: jumpstarterd's main() blocks it
+         * before any driver starts. */
         r = sd_event_add_child(q->ctx.event, &q->child_source, pid, WEXITED, qemu_on_exit, q);
         if (r < 0) {
                 /* Without a way to watch it, the process must not run. */
@@ -650,7 +652,6 @@ static int qemu_check_readable(const char *dut, const char *option, const char *
 int qemu_new(const QemuOptions *o, const DriverContext *ctx, Qemu **ret) {
         _cleanup_(qemu_freep) Qemu *q = NULL;
         const char *error;
-        sigset_t mask;
         int r;
 
         assert(o);
@@ -701,13 +702,6 @@ int qemu_new(const QemuOptions *o, const DriverContext *ctx, Qemu **ret) {
         r = qemu_command_build(o, &q->argv);
         if (r < 0)
                 return log_oom();
-
-        /* sd-event watches children through pidfds, and wants SIGCHLD blocked so that nothing
-         * else reaps them. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGCHLD);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_dut_prefix(LOG_ERR, errno, q->name, "Failed to block SIGCHLD: %m");
 
         *ret = TAKE_PTR(q);
         return 0;

@@ -260,6 +260,12 @@ static void cleanup(void) {
 }
 
 __attribute__((constructor)) static void setup(void) {
+        sigset_t mask;
+
+        /* What jumpstarterd's main() does before any driver starts: sd_event_add_child() needs it. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        ASSERT_EQ(sigprocmask(SIG_BLOCK, &mask, NULL), 0);
         write_fake();
         atexit(cleanup);
 }

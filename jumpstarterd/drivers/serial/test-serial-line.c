@@ -1,4 +1,7 @@
 /* Tests of serial line settings: speeds, termios both ways, what a pty change may change */
+#include <stdlib.h>
+
+#include "macro.h"
 #include "serial-line.h"
 #include "tests.h"
 
@@ -10,6 +13,27 @@ TEST(speeds) {
         ASSERT_TRUE(serial_baudrate_to_speed(0) == B0);
         ASSERT_EQ(serial_speed_to_baudrate(B57600), 57600);
         ASSERT_EQ(serial_speed_to_baudrate(B0), 0);
+}
+
+/* The parser lets exactly the speeds through that termios has: a config never names one the driver
+ * would refuse, and every one the driver can set can be configured. */
+TEST(config_speeds) {
+        const DriverType *t = driver_type_find("tty");
+        const OptionSpec *baudrate = NULL;
+        size_t n_allowed = 0, n_speeds = 0;
+
+        ASSERT_TRUE(t);
+        for (const OptionSpec *o = t->options; o->name; o++)
+                if (streq(o->name, "baudrate"))
+                        baudrate = o;
+        ASSERT_TRUE(baudrate && baudrate->values);
+        for (const char *const *v = baudrate->values; *v; v++, n_allowed++)
+                if (serial_baudrate_to_speed((unsigned) strtoul(*v, NULL, 10)) == B0)
+                        ASSERT_FAIL("baudrate %s has no termios speed", *v);
+        /* Linux numbers the speeds B50..B38400 1..15 and B57600.. from 010001 on. */
+        for (speed_t s = 1; s <= 010017; s = s == 017 ? 010001 : s + 1)
+                n_speeds += serial_speed_to_baudrate(s) > 0;
+        ASSERT_EQ_U(n_allowed, n_speeds);
 }
 
 TEST(enums) {

@@ -13,6 +13,8 @@
 #include "driver.h"
 #include "block-mount.h"
 #include "file-storage.h"
+#include "gpio-drivers.h"
+#include "gpio-line.h"
 #include "log.h"
 #include "macro.h"
 #include "storage-mux.h"
@@ -118,6 +120,7 @@ typedef enum FileStorageKind {
         FILE_STORAGE_USBSDMUX,
         FILE_STORAGE_SDWIRE,
         FILE_STORAGE_MUX_COMMAND,
+        FILE_STORAGE_MUX_GPIO,
 } FileStorageKind;
 
 static void *file_free(void *instance);
@@ -127,6 +130,8 @@ static int file_mux_new(FileStorage *f, const DriverConfig *config, const Driver
         const char *command, *device, *serial;
         _cleanup_free_ char *serial_arg = NULL;
         char *const *argv[_STORAGE_MUX_SIDE_MAX];
+        GpioLineOptions line;
+        uint64_t host_value;
         int r;
 
         switch (kind) {
@@ -150,6 +155,16 @@ static int file_mux_new(FileStorage *f, const DriverConfig *config, const Driver
                 argv[STORAGE_MUX_HOST] = driver_config_get_strv(config, "host");
                 argv[STORAGE_MUX_DUT] = driver_config_get_strv(config, "dut");
                 r = storage_mux_new(ctx->event, ctx->dut_name, argv, f->timeout_usec, &f->mux);
+                break;
+        case FILE_STORAGE_MUX_GPIO:
+                host_value = driver_config_get_u64(config, "host_value", 1);
+                if (host_value > 1)
+                        return log_dut_prefix(LOG_ERR, EINVAL, ctx->dut_name,
+                                              "mux-gpio: host_value must be 0 or 1, not %" PRIu64, host_value);
+                r = gpio_line_options_from_config(config, ctx->dut_name, &line);
+                if (r < 0)
+                        return r;
+                r = storage_mux_new_gpio(ctx->event, ctx->dut_name, &line, host_value, &f->mux);
                 break;
         default:
                 return 0;
@@ -213,6 +228,9 @@ static int sdwire_new(const DriverConfig *config, const DriverContext *ctx, void
 }
 static int mux_command_new(const DriverConfig *config, const DriverContext *ctx, void **ret) {
         return file_new_kind(config, ctx, FILE_STORAGE_MUX_COMMAND, ret);
+}
+static int mux_gpio_new(const DriverConfig *config, const DriverContext *ctx, void **ret) {
+        return file_new_kind(config, ctx, FILE_STORAGE_MUX_GPIO, ret);
 }
 
 static void *file_free(void *instance) {
@@ -368,6 +386,13 @@ const Driver driver_sdwire = {
 const Driver driver_mux_command = {
         .name = "mux-command",
         .new = mux_command_new,
+        .free = file_free,
+        .storage = &muxed_storage_ops,
+};
+
+const Driver driver_mux_gpio = {
+        .name = "mux-gpio",
+        .new = mux_gpio_new,
         .free = file_free,
         .storage = &muxed_storage_ops,
 };

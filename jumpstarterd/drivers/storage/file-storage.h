@@ -21,3 +21,4 @@ int file_storage_check_unmounted(const char *dut, int fd, const char *path);
 extern const Driver driver_usbsdmux;
 extern const Driver driver_sdwire;
 extern const Driver driver_mux_command;
+extern const Driver driver_mux_gpio;

@@ -7,5 +7,6 @@ const Driver *const drivers_storage[] = {
         &driver_usbsdmux,
         &driver_sdwire,
         &driver_mux_command,
+        &driver_mux_gpio,
         NULL,
 };

@@ -1,35 +1,35 @@
-/* Storage mux: the command that hands a card to the host or to the DUT, run off the event loop */
+/* Storage mux: what hands a card to the host or to the DUT (a command or a GPIO line), off the event loop */
 #include <assert.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <inttypes.h>
-#include <unistd.h>
 
+#include "command.h"
 #include "daemon-util.h"
+#include "gpio-line.h"
 #include "log.h"
 #include "macro.h"
 #include "storage-mux.h"
 
-extern char **environ;
-
 struct StorageMux {
         sd_event *event;
         char *dut;
+
+        /* A mux of commands: one command line per side, and the one that runs. */
         char **argv[_STORAGE_MUX_SIDE_MAX];
         uint64_t timeout_usec;
+        Command *command;
 
-        /* The running command: a pidfd watched on the loop, so that no SIGCHLD handling (which is
-         * process-wide) is needed, and a timer that kills a tool that hangs. */
-        pid_t pid;
-        int pidfd;
-        sd_event_source *child_source, *timer_source;
+        /* A mux on a GPIO line: setting it does not wait, but done is posted to the loop all the
+         * same, as the contract has it. */
+        GpioLine *line;
+        bool host_value;
+        sd_event_source *done_source;
+
+        /* The switch under way (done is set while one is). */
         StorageMuxSide side;
-        bool timed_out;
         StorageMuxDoneFunc done;
         void *userdata;
 };
@@ -74,24 +74,13 @@ static void strv_free(char **l) {
         free(l);
 }
 
-static void storage_mux_reset(StorageMux *m) {
-        m->child_source = sd_event_source_disable_unref(m->child_source);
-        m->timer_source = sd_event_source_disable_unref(m->timer_source);
-        m->pidfd = safe_close(m->pidfd);
-        m->pid = 0;
-        m->timed_out = false;
-}
-
 StorageMux *storage_mux_free(StorageMux *m) {
         if (!m)
                 return NULL;
-        if (m->pid > 0) {
-                /* Shutting down: the command is killed and reaped at once (SIGKILL cannot be
-                 * ignored, so the wait is short). */
-                (void) kill(m->pid, SIGKILL);
-                (void) waitpid(m->pid, NULL, 0);
-        }
-        storage_mux_reset(m);
+        /* Shutting down: a command that runs is killed (and reaped) at once. */
+        command_free(m->command);
+        sd_event_source_disable_unref(m->done_source);
+        gpio_line_close(m->line);
         for (StorageMuxSide s = 0; s < _STORAGE_MUX_SIDE_MAX; s++)
                 strv_free(m->argv[s]);
         free(m->dut);
@@ -100,21 +89,27 @@ StorageMux *storage_mux_free(StorageMux *m) {
         return NULL;
 }
 
-int storage_mux_new(sd_event *event, const char *dut, char *const *argv[_STORAGE_MUX_SIDE_MAX],
-                    uint64_t timeout_usec, StorageMux **ret) {
+static StorageMux *storage_mux_alloc(sd_event *event, const char *dut) {
         StorageMux *m;
 
         m = calloc(1, sizeof *m);
         if (!m)
-                return -ENOMEM;
+                return NULL;
         m->event = sd_event_ref(event);
-        m->pidfd = -EBADF;
-        m->timeout_usec = timeout_usec;
         m->dut = strdup(dut);
-        if (!m->dut) {
-                storage_mux_free(m);
+        if (!m->dut)
+                return storage_mux_free(m);
+        return m;
+}
+
+int storage_mux_new(sd_event *event, const char *dut, char *const *argv[_STORAGE_MUX_SIDE_MAX],
+                    uint64_t timeout_usec, StorageMux **ret) {
+        StorageMux *m;
+
+        m = storage_mux_alloc(event, dut);
+        if (!m)
                 return -ENOMEM;
-        }
+        m->timeout_usec = timeout_usec;
         for (StorageMuxSide s = 0; s < _STORAGE_MUX_SIDE_MAX; s++) {
                 assert(argv[s] && argv[s][0]);
                 m->argv[s] = strv_copy(argv[s]);
@@ -127,123 +122,121 @@ int storage_mux_new(sd_event *event, const char *dut, char *const *argv[_STORAGE
         return 0;
 }
 
+int storage_mux_new_gpio(sd_event *event, const char *dut, const GpioLineOptions *o, bool host_value,
+                         StorageMux **ret) {
+        GpioLineOptions as_it_is = *o;
+        StorageMux *m;
+        int r;
+
+        m = storage_mux_alloc(event, dut);
+        if (!m)
+                return -ENOMEM;
+        m->host_value = host_value;
+        /* Requested as it is: the switch to the DUT when the daemon starts drives it. */
+        as_it_is.initial = -1;
+        r = gpio_line_open(dut, &as_it_is, &m->line);
+        if (r < 0) {
+                storage_mux_free(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
 static void storage_mux_finish(StorageMux *m, int r) {
         StorageMuxDoneFunc done = m->done;
         void *userdata = m->userdata;
 
-        storage_mux_reset(m);
+        if (r >= 0)
+                log_dut_prefix(LOG_INFO, 0, m->dut, "Storage switched to the %s", storage_mux_side_to_string(m->side));
         m->done = NULL;
         m->userdata = NULL;
         done(r, userdata);
 }
 
-static int storage_mux_on_child(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void storage_mux_on_command_exit(Command *command, int r, void *userdata) {
         StorageMux *m = userdata;
-        siginfo_t si = {};
-        const char *side = storage_mux_side_to_string(m->side);
-        int r = 0;
+        const char *side = storage_mux_side_to_string(m->side), *program = m->argv[m->side][0];
 
-        if (waitid(P_PIDFD, (id_t) m->pidfd, &si, WEXITED | WNOHANG) < 0) {
-                log_dut_prefix(LOG_ERR, errno, m->dut, "Failed to wait for the mux command (%s): %m", side);
-                return storage_mux_finish(m, -EIO), 0;
-        }
-        if (si.si_pid == 0)
-                return 0; /* not yet */
-
-        if (m->timed_out) {
+        if (r == -ETIME) {
                 log_dut_prefix(LOG_ERR, ETIMEDOUT, m->dut, "Mux command '%s' (%s) did not finish in %" PRIu64 " ms; killed it",
-                               m->argv[m->side][0], side, m->timeout_usec / USEC_PER_MSEC);
+                               program, side, m->timeout_usec / USEC_PER_MSEC);
                 r = -EIO;
-        } else if (si.si_code == CLD_EXITED && si.si_status == 0)
-                log_dut_prefix(LOG_INFO, 0, m->dut, "Storage switched to the %s", side);
-        else if (si.si_code == CLD_EXITED) {
-                log_dut_prefix(LOG_ERR, EIO, m->dut, "Mux command '%s' (%s) failed with exit status %i",
-                               m->argv[m->side][0], side, si.si_status);
+        } else if (r < 0) {
+                log_dut_prefix(LOG_ERR, r, m->dut, "Mux command '%s' (%s) failed: %m", program, side);
+                r = -EIO;
+        } else if (WIFEXITED(r) && WEXITSTATUS(r) == 0)
+                r = 0;
+        else if (WIFEXITED(r)) {
+                log_dut_prefix(LOG_ERR, EIO, m->dut, "Mux command '%s' (%s) failed with exit status %i", program, side,
+                               WEXITSTATUS(r));
                 r = -EIO;
         } else {
-                log_dut_prefix(LOG_ERR, EIO, m->dut, "Mux command '%s' (%s) was killed by signal %s",
-                               m->argv[m->side][0], side, strsignal(si.si_status));
+                log_dut_prefix(LOG_ERR, EIO, m->dut, "Mux command '%s' (%s) was killed by signal %s", program, side,
+                               strsignal(WTERMSIG(r)));
                 r = -EIO;
         }
+        m->command = command_free(m->command);
         storage_mux_finish(m, r);
+}
+
+static int storage_mux_on_gpio_done(sd_event_source *s, void *userdata) {
+        StorageMux *m = userdata;
+
+        m->done_source = sd_event_source_disable_unref(m->done_source);
+        storage_mux_finish(m, 0);
         return 0;
 }
 
-static int storage_mux_on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        StorageMux *m = userdata;
+static int storage_mux_switch_gpio(StorageMux *m, StorageMuxSide side) {
+        int r;
 
-        /* The exit is reported through the pidfd like any other. */
-        m->timed_out = true;
-        (void) kill(m->pid, SIGKILL);
+        r = gpio_line_set(m->line, side == STORAGE_MUX_HOST ? m->host_value : !m->host_value);
+        if (r < 0) {
+                log_dut_prefix(LOG_ERR, r, m->dut, "Failed to switch the mux's GPIO line to the %s: %m",
+                               storage_mux_side_to_string(side));
+                return -EIO;
+        }
+        r = sd_event_add_defer(m->event, &m->done_source, storage_mux_on_gpio_done, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(m->done_source, "storage-mux-gpio");
+        return 0;
+}
+
+static int storage_mux_switch_command(StorageMux *m, StorageMuxSide side) {
+        char what[sizeof("host mux command")];
+        int r;
+
+        snprintf(what, sizeof what, "%s mux command", storage_mux_side_to_string(side));
+        r = command_run(m->event, m->argv[side],
+                        &(const CommandOptions) {
+                                .dut = m->dut,
+                                .what = what,
+                                .timeout_usec = m->timeout_usec,
+                        },
+                        storage_mux_on_command_exit, m, &m->command);
+        /* command_run() logged why. */
+        if (r < 0)
+                return r == -ENOMEM ? r : -EIO;
         return 0;
 }
 
 int storage_mux_switch(StorageMux *m, StorageMuxSide side, StorageMuxDoneFunc done, void *userdata) {
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t empty;
-        char *const *argv;
-        pid_t pid;
         int r;
 
         assert(m);
         assert(done);
         assert(side >= 0 && side < _STORAGE_MUX_SIDE_MAX);
 
-        if (m->pid > 0)
+        if (m->done)
                 return -EBUSY;
-        argv = m->argv[side];
 
-        /* The tool gets no stdin, and its output goes to our stderr (the log) where its reasons
-         * for failing are read. The daemon blocks some signals: the tool gets a clean mask. */
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0)
-                return -r;
-        r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
-        if (r != 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                return -r;
-        }
-        posix_spawnattr_init(&attr);
-        sigemptyset(&empty);
-        (void) posix_spawnattr_setsigmask(&attr, &empty);
-        (void) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-
-        r = strchr(argv[0], '/') ? posix_spawn(&pid, argv[0], &fa, &attr, argv, environ)
-                                 : posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r != 0)
-                return log_dut_prefix(LOG_ERR, r, m->dut, "Failed to run mux command '%s': %m", argv[0]), -EIO;
-
-        m->pid = pid;
         m->side = side;
-        m->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        if (m->pidfd < 0) {
-                r = log_dut_prefix(LOG_ERR, errno, m->dut, "Failed to watch mux command '%s': %m", argv[0]);
-                goto kill;
-        }
-        r = sd_event_add_io(m->event, &m->child_source, m->pidfd, EPOLLIN, storage_mux_on_child, m);
+        r = m->line ? storage_mux_switch_gpio(m, side) : storage_mux_switch_command(m, side);
         if (r < 0)
-                goto kill;
-        r = sd_event_add_time_relative(m->event, &m->timer_source, CLOCK_MONOTONIC, m->timeout_usec, 0,
-                                       storage_mux_on_timeout, m);
-        if (r < 0)
-                goto kill;
-        (void) sd_event_source_set_description(m->child_source, "storage-mux-child");
-        (void) sd_event_source_set_description(m->timer_source, "storage-mux-timeout");
-
+                return r;
         m->done = done;
         m->userdata = userdata;
-        log_dut_prefix(LOG_DEBUG, 0, m->dut, "Switching storage to the %s: %s (pid %i)",
-                       storage_mux_side_to_string(side), argv[0], (int) pid);
         return 0;
-
-kill:
-        (void) kill(pid, SIGKILL);
-        (void) waitpid(pid, NULL, 0);
-        storage_mux_reset(m);
-        return r;
 }

@@ -1,4 +1,4 @@
-/* Storage mux: the command that hands a card to the host or to the DUT, run off the event loop */
+/* Storage mux: what hands a card to the host or to the DUT (a command or a GPIO line), off the event loop */
 #pragma once
 
 #include <stdbool.h>
@@ -13,7 +13,9 @@ typedef enum StorageMuxSide {
 } StorageMuxSide;
 
 typedef struct StorageMux StorageMux;
-/* r is 0 when the command exited 0, -EIO when it failed or timed out (the log says which). */
+struct GpioLineOptions;
+/* r is 0 when the switch is done (the command exited 0), -EIO when it failed or timed out (the log
+ * says which). */
 typedef void (*StorageMuxDoneFunc)(int r, void *userdata);
 
 const char *storage_mux_side_to_string(StorageMuxSide s);
@@ -22,9 +24,14 @@ const char *storage_mux_side_to_string(StorageMuxSide s);
  * up in PATH. Nothing of it comes from a client. */
 int storage_mux_new(sd_event *event, const char *dut, char *const *argv[_STORAGE_MUX_SIDE_MAX],
                     uint64_t timeout_usec, StorageMux **ret);
+/* A mux on a GPIO line (o->initial is ignored: the line is requested as it is): the host side is
+ * the line at host_value, the DUT side the other value. Logs its errors (see gpio_line_open()). */
+int storage_mux_new_gpio(sd_event *event, const char *dut, const struct GpioLineOptions *o, bool host_value,
+                         StorageMux **ret);
 /* Kills a command that still runs; its done is not called. */
 StorageMux *storage_mux_free(StorageMux *m);
 
-/* Starts the command of side. Returns 0 and calls done later (never from within), -EBUSY while
- * another switch runs, or a negative errno when the command cannot be started. */
+/* Starts the switch to side (runs its command, or sets the line). Returns 0 and calls done later
+ * (never from within), -EBUSY while another switch runs, or a negative errno (-EIO, logged) when
+ * the command cannot be started or the line cannot be set. */
 int storage_mux_switch(StorageMux *m, StorageMuxSide side, StorageMuxDoneFunc done, void *userdata);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPIO drivers end to end: gpio/<line> files and a gpio-relay power switch, against the fake chip
-# (this kernel has no GPIO): jumpstarterd-fakegpio keeps line levels in $JMP_FAKE_GPIO_DIR.
+# GPIO drivers end to end: gpio/<line> files, a gpio-relay power switch and a mux-gpio storage mux,
+# against the fake chip (this kernel has no GPIO): jumpstarterd-fakegpio keeps line levels in
+# $JMP_FAKE_GPIO_DIR.
 . "$(dirname "$0")/../lib.sh"
 
 : "${JUMPSTARTERD:?JUMPSTARTERD must name the jumpstarterd binary (meson test sets it)}"
@@ -120,6 +121,50 @@ expect_error "Input/output error" cat "$G/boot"
 set_level 2 0
 [ "$(cat "$G/boot")" = 0 ] || fail "boot does not read again after the hardware is back"
 
+"$JMP" local stop --mountpoint "$MNT" >/dev/null
+
+# --- A storage mux on a GPIO line (mux-gpio): line 3 at host_value (1) gives the card to the host.
+cat > "$T/mux.yaml" <<YAML
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata:
+  name: test
+export:
+  dut1:
+    power:
+      type: gpio-relay
+      config: { chip: gpiochip0, line: 0 }
+    storage:
+      type: mux-gpio
+      config: { chip: gpiochip0, line: 3, path: $T/card.img, timeout: 2s }
+YAML
+truncate -s 4M "$T/card.img"
+line_is() { [ "$(level "$1")" = "$2" ]; }
+set_level 0 0
+# A card that a crash left with the host: the daemon gives it back to the DUT when it starts.
+set_level 3 1
+start_local "$T/mux.yaml" >/dev/null
+LOG=$(echo "$JMP_RUNTIME_DIR"/local/*/jumpstarterd.log)
+wait_for line_is 3 0 || fail "the mux was not switched to the DUT at start"
+hosts=$(grep -c "Storage switched to the host" "$LOG" || true)
+duts=$(grep -c "Storage switched to the dut" "$LOG" || true)
+# Flashing: the host has the card for the flash, the DUT again after it.
+head -c 1M /dev/urandom > "$T/image"
+"$JMP" storage flash dut1 "$T/image" --mountpoint "$MNT" 2> "$T/out" || { cat "$T/out"; fail "flash through mux-gpio failed"; }
+cmp -n 1M "$T/image" "$T/card.img" || fail "the card does not hold the flashed image"
+[ "$(grep -c "Storage switched to the host" "$LOG")" -gt "$hosts" ] || fail "the flash did not switch the mux to the host"
+wait_for line_is 3 0 || fail "the mux did not go back to the DUT after the flash"
+[ "$(grep -c "Storage switched to the dut" "$LOG")" -gt "$duts" ] || fail "no switch back to the DUT in the log"
+grep "Storage switched" "$LOG" | tail -n1 | grep -q "to the dut" || fail "the last switch was not to the DUT"
+# An open storage is the host's; power on after the close finds the card with the DUT.
+exec 5< "$MNT/dut1/storage"
+[ "$(level 3)" = 1 ] || fail "an open storage left line 3 at $(level 3)"
+expect_error "Device or resource busy" bash -c "echo on > $MNT/dut1/power"
+exec 5<&-
+echo on > "$MNT/dut1/power" || fail "power on after the close failed"
+[ "$(level 3)" = 0 ] && [ "$(level 0)" = 1 ] || fail "powered on with line 3 at $(level 3), line 0 at $(level 0)"
+expect_error "Device or resource busy" cat "$MNT/dut1/storage"
+echo off > "$MNT/dut1/power"
 "$JMP" local stop --mountpoint "$MNT" >/dev/null
 
 # At start: a missing chip and a busy line are clear errors that name the DUT and the chip.

@@ -172,7 +172,12 @@ alive "$(daemon_pid)" || fail "jumpstarterd died"
 # The next start writes new logs: check these now (sanitizer builds report at exit).
 ! grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$JMP_RUNTIME_DIR"/local/*/*.log || fail "sanitizer reports"
 
-# A config that the http driver refuses: a clear error, nothing starts.
+# Configs that the http driver would refuse: the parser does first, at the line and column, and
+# nothing starts.
 sed -e 's/preset: tasmota/preset: sonoff/' "$T/config.yaml" > "$T/bad.yaml"
-expect_error 'unknown preset "sonoff"' "$JMP" local start --config "$T/bad.yaml" --mountpoint "$MNT"
+expect_error "$T/bad.yaml:18:24: export.tasmota.power.config.preset: \"sonoff\" is not one of pdudaemon, shelly, tasmota, template" \
+        "$JMP" local start --config "$T/bad.yaml" --mountpoint "$MNT"
+sed -e 's/hostname: lab-pdu, //' "$T/config.yaml" > "$T/bad.yaml"
+expect_error "$T/bad.yaml:9:15: export.pdu.power.config: preset pdudaemon needs option \"hostname\"" \
+        "$JMP" local start --config "$T/bad.yaml" --mountpoint "$MNT"
 echo PASS

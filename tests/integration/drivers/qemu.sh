@@ -149,7 +149,7 @@ pid=$(record_qemu)
 "$JMP" local stop --mountpoint "$MNT" >/dev/null || fail "local stop failed"
 alive "$pid" && fail "QEMU $pid outlived local stop"
 
-# Options the driver refuses: the daemon does not start, and says why.
+# Bad options: the daemon does not start, and jmp says why.
 bad() {
         local want=$1 out
         cat > "$T/bad.yaml"
@@ -169,12 +169,21 @@ metadata: {name: test}
 export:
   dut1: {type: qemu, config: {kernel: $T/missing}}
 YAML
-bad "cpus must be between 1 and 64" <<YAML
+# The parser refuses what it can see, at the value's line and column.
+line="  dut1: {type: qemu, config: {kernel: $VM/vmlinuz, cpus: "
+bad "$T/bad.yaml:5:$((${#line} + 1)): export.dut1.config.cpus: 0 is out of range 1..64" <<YAML
 apiVersion: jumpstarter.dev/v1alpha1
 kind: ExporterConfig
 metadata: {name: test}
 export:
   dut1: {type: qemu, config: {kernel: $VM/vmlinuz, cpus: 0}}
+YAML
+bad "$T/bad.yaml:5:30: export.dut1.config: nothing to boot: set kernel or disk" <<YAML
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: test}
+export:
+  dut1: {type: qemu, config: {memory: 512MiB}}
 YAML
 bad "extra_args" <<YAML
 apiVersion: jumpstarter.dev/v1alpha1

@@ -63,8 +63,11 @@ expect_on_bg() {
 
 log_has() { grep -qF -- "$1" "$LOG"; }
 speed_of() { stty -F "$1" speed; }
+# For wait_for: the speed is read anew on each try ("wait_for test "$(speed_of X)" = N" would read it once).
+speed_is() { [ "$(speed_of "$1")" = "$2" ]; }
 
-# --- Bad line options are refused at start, naming the option, and nothing keeps running.
+# --- Bad line options are refused before anything starts, the parser naming FILE:LINE:COLUMN and the
+# option; what only the port can tell is refused at start. Nothing keeps running either way.
 refuse() {
         local want=$1 out
         shift
@@ -77,12 +80,23 @@ refuse() {
         grep -qs " $MNT " /proc/self/mountinfo && fail "mounted after refusing $*"
         echo "ok: refused $*"
 }
+# refuse_value OPTION MESSAGE SERIAL-ENTRY...: the config parser refuses OPTION's value, at its line
+# (7, "serial:") and column.
+refuse_value() {
+        local option=$1 message=$2 line
+        shift 2
+        line="    serial: $*"
+        line=${line%%"$option: "*}
+        refuse "$T/bad.yaml:7:$((${#line} + ${#option} + 3)): export.dut1.serial.config.$option: $message" "$@"
+}
 start_socat A
-refuse 'parity: "mark" is not none, even or odd' "{type: tty, config: {path: $T/A, parity: mark}}"
-refuse 'flow: "hw" is not none, rts-cts or xon-xoff' "{type: tty, config: {path: $T/A, flow: hw}}"
-refuse 'databits: 9 is not 5, 6, 7 or 8' "{type: tty, config: {path: $T/A, databits: 9}}"
-refuse 'stopbits: 3 is not 1 or 2' "{type: tty, config: {path: $T/A, stopbits: 3}}"
-refuse 'baudrate: 12345 is not a speed' "{type: tty, config: {path: $T/A, baudrate: 12345}}"
+refuse_value parity '"mark" is not one of none, even, odd' "{type: tty, config: {path: $T/A, parity: mark}}"
+refuse_value flow '"hw" is not one of none, rts-cts, xon-xoff' "{type: tty, config: {path: $T/A, flow: hw}}"
+refuse_value databits '9 is out of range 5..8' "{type: tty, config: {path: $T/A, databits: 9}}"
+refuse_value stopbits '3 is not one of 1, 2' "{type: tty, config: {path: $T/A, stopbits: 3}}"
+refuse_value baudrate '12345 is not one of 50, 75, 110, ' "{type: tty, config: {path: $T/A, baudrate: 12345}}"
+refuse_value protocol '"ssh" is not one of raw, telnet, rfc2217' "{type: ser2net, config: {host: 127.0.0.1, port: 1, protocol: ssh}}"
+refuse "$T/bad.yaml:7:20: export.dut1.serial.type: no port: set path, or usb_serial and/or usb_vid_pid" "{type: serialport}"
 refuse "$T/bad.yaml is not a terminal device" "{type: tty, config: {path: $T/bad.yaml}}"
 # Another program holds the port, as picocom does (flock).
 "$PY" -c 'import fcntl, os, sys, time
@@ -114,7 +128,7 @@ wait "$BG" || fail "keystrokes on $S did not reach the port"
 
 # A speed change on the DUT's terminal reaches the port (stty exits at once: the close counts).
 stty -F "$S" 9600
-wait_for test "$(speed_of "$T/A")" = 9600 || fail "the port did not follow to 9600: $(stty -F "$T/A")"
+wait_for speed_is "$T/A" 9600 || fail "the port did not follow to 9600: $(stty -F "$T/A")"
 # pyserial as an IDE would: open, set 230400 and two stop bits, keep it open.
 "$PY" - "$S" "$T/A" <<'PY'
 import sys, time, termios, serial
@@ -203,7 +217,7 @@ config "$T/rfc.yaml" "{type: ser2net, config: {host: 127.0.0.1, port: $P2, proto
 start_local "$T/rfc.yaml" >/dev/null
 wait_for in_daemon_log "Connected to ser2net at 127.0.0.1:$P2" || fail "no connection to ser2net (rfc2217)"
 # The configured speed went to ser2net's port over RFC 2217.
-wait_for test "$(speed_of "$T/C")" = 57600 || fail "ser2net's port is not at 57600: $(stty -F "$T/C")"
+wait_for speed_is "$T/C" 57600 || fail "ser2net's port is not at 57600: $(stty -F "$T/C")"
 
 # 0xff is telnet's IAC: it must arrive as one byte both ways.
 printf 'telnet \377 byte\r\n' > "$T/C.peer"
@@ -220,7 +234,7 @@ while b"end\r" not in got and time.monotonic() < end:
 assert got == b"key \xff end\r", got
 PY
 stty -F "$S" 9600
-wait_for test "$(speed_of "$T/C")" = 9600 || fail "ser2net's port did not follow to 9600: $(stty -F "$T/C")"
+wait_for speed_is "$T/C" 9600 || fail "ser2net's port did not follow to 9600: $(stty -F "$T/C")"
 "$JMP" local stop --mountpoint "$MNT" >/dev/null
 echo "ok: ser2net rfc2217"
 

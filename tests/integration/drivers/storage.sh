@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Storage drivers: a block device (loop) that is mounted is never written, also through a
-# partition; muxes (usbsdmux, sdwire, mux-command) switch to the host for every open and back to
-# the DUT after the last close, and a failing or hanging mux fails the open with EIO and writes
-# nothing; bmaptool copy into the file view; jmp storage flash with and without a block map, from
+# partition; muxes (usbsdmux, sdwire, mux-command) switch to the DUT when the daemon starts, to the
+# host for every open and back to the DUT after the last close, and a failing or hanging mux fails
+# the open with EIO and writes nothing (mux-gpio is in gpio.sh, whose daemon has the fake chip);
+# bmaptool copy into the file view; jmp storage flash with and without a block map, from
 # compressed images and a pipe, with a corrupt map, while powered, interrupted and too large.
 . "$(dirname "$0")/../lib.sh"
 
@@ -82,6 +83,13 @@ truncate -s 8M "$T/card-sdw.img"
 truncate -s 1M "$T/card-hang.img"
 start_local >/dev/null
 
+# Every mux goes to the DUT at start: a card that a crash left with the host goes back.
+wait_for grep -q "usbsdmux /dev/sg-test dut" "$T/calls" || fail "usbsdmux not switched to the DUT at start"
+wait_for grep -q -- "--dut" "$T/calls" || fail "sdwire not switched to the DUT at start"
+[ "$(LC_ALL=C sort "$T/calls")" = "sd-mux-ctrl --device-serial=sdw-1234 --dut
+usbsdmux /dev/sg-test dut" ] || fail "mux calls at start: $(cat "$T/calls")"
+: > "$T/calls"
+
 # --- Block device: written while unmounted, refused while it or a partition is mounted.
 head -c 1M /dev/urandom > "$T/r1"
 dd if="$T/r1" of="$MNT/blk/storage" bs=1M conv=fsync,notrunc status=none || fail "writing the block device failed"
@@ -92,7 +100,9 @@ if [ -n "$LOOP" ]; then
         PART=$LOOP
         if [ -e "${LOOP}p1" ]; then PART=${LOOP}p1; else echo "no partition support: mounting the whole $LOOP"; fi
         mkdir -p "$T/mnt-loop"
-        mkfs.ext4 -q -F "$PART" && mount "$PART" "$T/mnt-loop" || fail "could not mount $PART"
+        # Read-only and without journal replay, so that the file system itself writes nothing to the
+        # device while the test compares it (ext4 initialises tables lazily after a writable mount).
+        mkfs.ext4 -q -F "$PART" && mount -o ro,noload "$PART" "$T/mnt-loop" || fail "could not mount $PART"
         before=$(sha256sum < "$LOOP")
         expect_error "Device or resource busy" dd if=/dev/zero of="$MNT/blk/storage" bs=4k count=1 conv=notrunc status=none
         expect_error "Device or resource busy" "$JMP" storage flash blk "$T/r1" --mountpoint "$MNT"
