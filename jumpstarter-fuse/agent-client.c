@@ -228,12 +228,11 @@ static int agent_call_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret
         return 0;
 }
 
-int agent_call(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
-               void *userdata, agent_destroy_t destroy, const char *types, ...) {
+int agent_callv(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                void *userdata, agent_destroy_t destroy, const char *types, va_list ap) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         AgentCall *c;
-        va_list ap;
         int r;
 
         if (!a->connected || !a->bus)
@@ -243,9 +242,7 @@ int agent_call(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_
         if (r < 0)
                 return r;
         if (types) {
-                va_start(ap, types);
                 r = sd_bus_message_appendv(m, types, ap);
-                va_end(ap);
                 if (r < 0)
                         return r;
         }
@@ -273,4 +270,15 @@ int agent_call(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_
         (void) sd_bus_slot_set_destroy_callback(slot, agent_call_destroy);
         (void) sd_bus_slot_set_floating(slot, true);
         return 0;
+}
+
+int agent_call(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+               void *userdata, agent_destroy_t destroy, const char *types, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, types);
+        r = agent_callv(a, method, timeout_usec, handler, userdata, destroy, types, ap);
+        va_end(ap);
+        return r;
 }

@@ -1,6 +1,7 @@
 /* Connection to jumpstarterd: peer-to-peer D-Bus, asynchronous calls, reconnecting after a loss */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
@@ -40,3 +41,6 @@ uint64_t agent_generation(const Agent *a);
  * connected) neither handler nor destroy is called. */
 int agent_call(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
                void *userdata, agent_destroy_t destroy, const char *types, ...);
+/* agent_call() with the arguments as a va_list, for wrappers that pass their own on. */
+int agent_callv(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                void *userdata, agent_destroy_t destroy, const char *types, va_list ap);

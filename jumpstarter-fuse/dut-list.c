@@ -278,6 +278,26 @@ finish:
         dut_loader_finish(l);
 }
 
+/* Asks the agent about the DUT at index of the list being loaded; the reply is awaited before the
+ * loader finishes. */
+static int dut_loader_call(DutLoader *l, const char *method, agent_reply_t handler, size_t index) {
+        DescribeCall *c;
+        int r;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        *c = (DescribeCall) { .loader = dut_loader_ref(l), .index = index };
+        r = agent_call(l->agent, method, LOAD_TIMEOUT_USEC, handler, c, describe_call_free, "s",
+                       l->list.duts[index].name);
+        if (r < 0) {
+                describe_call_free(c);
+                return r;
+        }
+        l->n_pending++;
+        return 0;
+}
+
 static void on_list_reply(sd_bus_message *reply, int error, void *userdata) {
         DutLoader *l = userdata;
         char **names = NULL;
@@ -303,7 +323,6 @@ static void on_list_reply(sd_bus_message *reply, int error, void *userdata) {
         /* Hold the loader open while the calls are issued. */
         l->n_pending++;
         for (size_t i = 0; names && names[i]; i++) {
-                DescribeCall *c;
                 Dut *d;
 
                 if (!dut_name_is_valid(names[i]) || dut_list_find(&l->list, names[i])) {
@@ -312,36 +331,19 @@ static void on_list_reply(sd_bus_message *reply, int error, void *userdata) {
                 }
                 d = &l->list.duts[l->list.n_duts];
                 d->name = strdup(names[i]);
-                c = calloc(1, sizeof *c);
-                if (!d->name || !c) {
-                        free(c);
+                if (!d->name) {
                         l->error = -ENOMEM;
                         break;
                 }
-                *c = (DescribeCall) { .loader = dut_loader_ref(l), .index = l->list.n_duts++ };
-                r = agent_call(l->agent, "DescribeDut", LOAD_TIMEOUT_USEC, on_describe_reply, c,
-                               describe_call_free, "s", d->name);
-                if (r < 0) {
-                        describe_call_free(c);
-                        l->error = r;
-                        break;
-                }
-                l->n_pending++;
+                l->list.n_duts++;
 
-                c = calloc(1, sizeof *c);
-                if (!c) {
-                        l->error = -ENOMEM;
-                        break;
-                }
-                *c = (DescribeCall) { .loader = dut_loader_ref(l), .index = l->list.n_duts - 1 };
-                r = agent_call(l->agent, "ListGpio", LOAD_TIMEOUT_USEC, on_list_gpio_reply, c,
-                               describe_call_free, "s", d->name);
+                r = dut_loader_call(l, "DescribeDut", on_describe_reply, l->list.n_duts - 1);
+                if (r >= 0)
+                        r = dut_loader_call(l, "ListGpio", on_list_gpio_reply, l->list.n_duts - 1);
                 if (r < 0) {
-                        describe_call_free(c);
                         l->error = r;
                         break;
                 }
-                l->n_pending++;
         }
         l->n_pending--;
 

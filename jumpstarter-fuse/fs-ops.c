@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -33,6 +34,42 @@ PendingRequest *pending_request_new(Filesystem *fs, fuse_req_t req, Handle *h) {
         return p;
 }
 
+PendingRequest *pending_request_new_open(Filesystem *fs, fuse_req_t req, const char *dut,
+                                         const struct fuse_file_info *fi) {
+        PendingRequest *p;
+
+        p = pending_request_new(fs, req, NULL);
+        if (!p)
+                return NULL;
+        p->dut = strdup(dut);
+        if (!p->dut) {
+                free(p);
+                return NULL;
+        }
+        p->fi = *fi;
+        return p;
+}
+
+void pending_request_callv(PendingRequest *p, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                           const char *types, va_list ap) {
+        int r;
+
+        r = agent_callv(p->fs->agent, method, timeout_usec, handler, p, pending_request_free, types, ap);
+        if (r < 0) {
+                pending_request_fail(p, r);
+                pending_request_free(p);
+        }
+}
+
+void pending_request_call(PendingRequest *p, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                          const char *types, ...) {
+        va_list ap;
+
+        va_start(ap, types);
+        pending_request_callv(p, method, timeout_usec, handler, types, ap);
+        va_end(ap);
+}
+
 void pending_request_fail(PendingRequest *p, int error) {
         if (!p->req)
                 return;
@@ -56,6 +93,24 @@ int fs_reply_slice(fuse_req_t req, const char *text, size_t text_size, size_t si
         if (off < 0 || (uint64_t) off >= text_size)
                 return fuse_reply_buf(req, NULL, 0);
         return fuse_reply_buf(req, text + off, MIN(size, text_size - (size_t) off));
+}
+
+int fs_copy_word(Handle *h, struct fuse_bufvec *bufv, char *buf, size_t buf_size, size_t *ret_n) {
+        size_t size = fuse_buf_size(bufv);
+        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+        ssize_t n;
+
+        if (h->dead)
+                return -EIO;
+        if (size > buf_size)
+                return -EINVAL;
+
+        dst.buf[0].mem = buf;
+        n = fuse_buf_copy(&dst, bufv, 0);
+        if (n < 0)
+                return (int) n;
+        *ret_n = (size_t) n;
+        return 0;
 }
 
 char *fs_io_buffer(Filesystem *fs, size_t size) {
@@ -101,9 +156,10 @@ int fs_resolve(Filesystem *fs, fuse_ino_t ino, Dut **ret_dut, FileKind *ret_kind
         return 0;
 }
 
-void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct stat *st) {
+void fs_fill_node_attr(Filesystem *fs, fuse_ino_t ino, mode_t mode, struct stat *st) {
         *st = (struct stat) {
                 .st_ino = ino,
+                .st_mode = mode,
                 .st_uid = fs->uid,
                 .st_gid = fs->gid,
                 .st_nlink = 1,
@@ -112,6 +168,10 @@ void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, s
                 .st_mtim = fs->start_time,
                 .st_ctim = fs->start_time,
         };
+}
+
+void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct stat *st) {
+        fs_fill_node_attr(fs, ino, 0, st);
 
         if (ino == INODE_ROOT) {
                 st->st_mode = S_IFDIR | 0755;

@@ -16,6 +16,7 @@
 
 typedef struct Handle Handle;
 typedef struct Filesystem Filesystem;
+typedef struct AgentTextFile AgentTextFile;
 
 /* Called once, when the first DUT list is loaded (error 0) or could not be (error < 0). */
 typedef void (*fs_ready_t)(Filesystem *fs, int error, void *userdata);
@@ -83,6 +84,7 @@ typedef struct PendingRequest {
         off_t offset;
         struct fuse_file_info fi;
         bool lookup;
+        const AgentTextFile *text_file; /* a read of an agent text file: how to turn the reply into text */
 } PendingRequest;
 
 int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *userdata, Filesystem **ret);
@@ -94,14 +96,29 @@ const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
 
 /* The DUT and kind of a DUT inode: -EIO while not serving, -ENOENT for what does not exist (now). */
 int fs_resolve(Filesystem *fs, fuse_ino_t ino, Dut **ret_dut, FileKind *ret_kind);
+/* What every node's attributes share: owner, one link, the mount's start as its times; mode as given. */
+void fs_fill_node_attr(Filesystem *fs, fuse_ino_t ino, mode_t mode, struct stat *st);
 /* Attributes of a node (serial.log: size and mtime 0, see serial_log_file_stat()). */
 void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct stat *st);
 void fs_fill_entry(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct fuse_entry_param *e);
 int fs_reply_slice(fuse_req_t req, const char *text, size_t text_size, size_t size, off_t off);
+/* Copies the payload of a write that carries a word (power, gpio/<line>) into buf: -EIO when h is
+ * dead, -EINVAL when the payload is larger than buf_size. */
+int fs_copy_word(Handle *h, struct fuse_bufvec *bufv, char *buf, size_t buf_size, size_t *ret_n);
 /* A buffer of at least size bytes, reused between requests. */
 char *fs_io_buffer(Filesystem *fs, size_t size);
 
 PendingRequest *pending_request_new(Filesystem *fs, fuse_req_t req, Handle *h);
+/* An open of one of dut's files that waits for the agent: keeps the DUT's name and a copy of fi.
+ * NULL when out of memory (req is not answered then). */
+PendingRequest *pending_request_new_open(Filesystem *fs, fuse_req_t req, const char *dut,
+                                         const struct fuse_file_info *fi);
+/* Calls method (agent_call()) with p as userdata and pending_request_free() as destroy; when the
+ * call cannot be made, answers p's request with that error and frees p. */
+void pending_request_call(PendingRequest *p, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                          const char *types, ...);
+void pending_request_callv(PendingRequest *p, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                           const char *types, va_list ap);
 /* agent_destroy_t: answers EIO if the request is still unanswered, and frees it. */
 void pending_request_free(void *userdata);
 /* Answers with an error and forgets the request (no-op when already answered). */
@@ -118,6 +135,21 @@ void handle_kill(Handle *h);
 void handle_release(Handle *h);
 /* Replies to an open with h as fh; cleans up if the kernel did not take it. */
 void handle_reply_open(Handle *h, fuse_req_t req, struct fuse_file_info *fi);
+
+/* agent-text-file.c: small files whose text is what the agent answers to a call (power,
+ * power.reading, gpio/<line>). */
+struct AgentTextFile {
+        const char *method;
+        uint64_t timeout_usec;
+        /* Turns the method return into the file's text (a new string): -EIO for a reply that does not
+         * parse, -ENOMEM. */
+        int (*format)(sd_bus_message *reply, char **ret_text);
+};
+
+/* A read of h: at offset 0 calls f->method with the arguments (types as for sd_bus_message_append)
+ * and answers from its text, which h keeps; later offsets of the same open are served from that. */
+void agent_text_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off, const AgentTextFile *f,
+                          const char *types, ...);
 
 /* power-file.c */
 typedef enum PowerAction {

@@ -64,17 +64,7 @@ static int gpio_resolve(Filesystem *fs, fuse_ino_t ino, Dut **ret_dut, const cha
 }
 
 static void gpio_fill_attr(Filesystem *fs, fuse_ino_t ino, struct stat *st) {
-        *st = (struct stat) {
-                .st_ino = ino,
-                .st_mode = S_IFREG | 0644,
-                .st_uid = fs->uid,
-                .st_gid = fs->gid,
-                .st_nlink = 1,
-                .st_blksize = 4096,
-                .st_atim = fs->start_time,
-                .st_mtim = fs->start_time,
-                .st_ctim = fs->start_time,
-        };
+        fs_fill_node_attr(fs, ino, S_IFREG | 0644, st);
 }
 
 void gpio_dir_lookup(Filesystem *fs, fuse_req_t req, const Dut *d, const char *name) {
@@ -144,52 +134,22 @@ void gpio_file_open(Filesystem *fs, fuse_req_t req, fuse_ino_t ino, struct fuse_
         handle_reply_open(h, req, fi);
 }
 
-static void on_get_gpio_reply(sd_bus_message *reply, int error, void *userdata) {
-        PendingRequest *p = userdata;
-        Handle *h = p->handle;
-        int value, r;
+static int gpio_format(sd_bus_message *reply, char **ret_text) {
+        int value;
 
-        if (error < 0)
-                return pending_request_fail(p, error);
-        if (h->dead)
-                return pending_request_fail(p, EIO);
-
-        r = sd_bus_message_read(reply, "b", &value);
-        if (r <= 0)
-                return pending_request_fail(p, EIO);
-
-        free(h->text);
-        h->text = strdup(value ? "1\n" : "0\n");
-        if (!h->text)
-                return pending_request_fail(p, ENOMEM);
-        h->text_size = 2;
-        h->text_valid = true;
-        (void) fs_reply_slice(p->req, h->text, h->text_size, p->size, p->offset);
-        p->req = NULL;
+        if (sd_bus_message_read(reply, "b", &value) <= 0)
+                return -EIO;
+        *ret_text = strdup(value ? "1\n" : "0\n");
+        return *ret_text ? 0 : -ENOMEM;
 }
 
+static const AgentTextFile gpio_text_file = {
+        .method = "GetGpio",
+        .format = gpio_format,
+};
+
 void gpio_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off) {
-        PendingRequest *p;
-        int r;
-
-        if (h->dead)
-                return (void) fuse_reply_err(req, EIO);
-
-        /* Reads past the start continue the value that the read at offset 0 saw. */
-        if (off > 0 && h->text_valid)
-                return (void) fs_reply_slice(req, h->text, h->text_size, size, off);
-
-        p = pending_request_new(fs, req, h);
-        if (!p)
-                return (void) fuse_reply_err(req, ENOMEM);
-        p->size = size;
-        p->offset = off;
-        r = agent_call(fs->agent, "GetGpio", 0, on_get_gpio_reply, p, pending_request_free, "ss", h->dut,
-                       h->gpio_line);
-        if (r < 0) {
-                pending_request_fail(p, -r);
-                pending_request_free(p);
-        }
+        agent_text_file_read(fs, req, h, size, off, &gpio_text_file, "ss", h->dut, h->gpio_line);
 }
 
 static void on_set_gpio_reply(sd_bus_message *reply, int error, void *userdata) {
@@ -205,24 +165,16 @@ static void on_set_gpio_reply(sd_bus_message *reply, int error, void *userdata) 
 
 void gpio_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv) {
         char buf[GPIO_PAYLOAD_MAX];
-        size_t size = fuse_buf_size(bufv);
-        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+        size_t size = fuse_buf_size(bufv), n;
         PendingRequest *p;
-        ssize_t n;
         int value, r;
 
-        if (h->dead)
-                return (void) fuse_reply_err(req, EIO);
-        if (size > sizeof buf)
-                return (void) fuse_reply_err(req, EINVAL);
-
-        dst.buf[0].mem = buf;
-        n = fuse_buf_copy(&dst, bufv, 0);
-        if (n < 0)
-                return (void) fuse_reply_err(req, (int) -n);
+        r = fs_copy_word(h, bufv, buf, sizeof buf, &n);
+        if (r < 0)
+                return (void) fuse_reply_err(req, -r);
 
         /* Checked here, before the daemon sees anything: a bad value changes nothing. */
-        value = gpio_value_from_payload(buf, (size_t) n);
+        value = gpio_value_from_payload(buf, n);
         if (value < 0)
                 return (void) fuse_reply_err(req, EINVAL);
 
@@ -230,10 +182,5 @@ void gpio_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufv
         if (!p)
                 return (void) fuse_reply_err(req, ENOMEM);
         p->size = size;
-        r = agent_call(fs->agent, "SetGpio", 0, on_set_gpio_reply, p, pending_request_free, "ssb", h->dut,
-                       h->gpio_line, value);
-        if (r < 0) {
-                pending_request_fail(p, -r);
-                pending_request_free(p);
-        }
+        pending_request_call(p, "SetGpio", 0, on_set_gpio_reply, "ssb", h->dut, h->gpio_line, value);
 }

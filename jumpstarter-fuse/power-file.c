@@ -33,53 +33,23 @@ PowerAction power_action_from_payload(const char *buf, size_t size) {
         return _POWER_ACTION_INVALID;
 }
 
-static void on_get_power_reply(sd_bus_message *reply, int error, void *userdata) {
-        PendingRequest *p = userdata;
-        Handle *h = p->handle;
+static int power_format(sd_bus_message *reply, char **ret_text) {
         const char *state;
-        char *text;
-        int r;
 
-        if (error < 0)
-                return pending_request_fail(p, error);
-        if (h->dead)
-                return pending_request_fail(p, EIO);
-
-        r = sd_bus_message_read(reply, "s", &state);
-        if (r <= 0)
-                return pending_request_fail(p, EIO);
-        if (asprintf(&text, "%s\n", state) < 0)
-                return pending_request_fail(p, ENOMEM);
-
-        free(h->text);
-        h->text = text;
-        h->text_size = strlen(text);
-        h->text_valid = true;
-        (void) fs_reply_slice(p->req, h->text, h->text_size, p->size, p->offset);
-        p->req = NULL;
+        if (sd_bus_message_read(reply, "s", &state) <= 0)
+                return -EIO;
+        if (asprintf(ret_text, "%s\n", state) < 0)
+                return -ENOMEM;
+        return 0;
 }
 
+static const AgentTextFile power_text_file = {
+        .method = "GetPower",
+        .format = power_format,
+};
+
 void power_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off) {
-        PendingRequest *p;
-        int r;
-
-        if (h->dead)
-                return (void) fuse_reply_err(req, EIO);
-
-        /* Reads past the start continue the state that the read at offset 0 saw. */
-        if (off > 0 && h->text_valid)
-                return (void) fs_reply_slice(req, h->text, h->text_size, size, off);
-
-        p = pending_request_new(fs, req, h);
-        if (!p)
-                return (void) fuse_reply_err(req, ENOMEM);
-        p->size = size;
-        p->offset = off;
-        r = agent_call(fs->agent, "GetPower", 0, on_get_power_reply, p, pending_request_free, "s", h->dut);
-        if (r < 0) {
-                pending_request_fail(p, -r);
-                pending_request_free(p);
-        }
+        agent_text_file_read(fs, req, h, size, off, &power_text_file, "s", h->dut);
 }
 
 static void on_set_power_reply(sd_bus_message *reply, int error, void *userdata) {
@@ -95,25 +65,17 @@ static void on_set_power_reply(sd_bus_message *reply, int error, void *userdata)
 
 void power_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv) {
         char buf[POWER_PAYLOAD_MAX];
-        size_t size = fuse_buf_size(bufv);
-        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+        size_t size = fuse_buf_size(bufv), n;
         PendingRequest *p;
         PowerAction action;
-        ssize_t n;
         int r;
 
-        if (h->dead)
-                return (void) fuse_reply_err(req, EIO);
-        if (size > sizeof buf)
-                return (void) fuse_reply_err(req, EINVAL);
-
-        dst.buf[0].mem = buf;
-        n = fuse_buf_copy(&dst, bufv, 0);
-        if (n < 0)
-                return (void) fuse_reply_err(req, (int) -n);
+        r = fs_copy_word(h, bufv, buf, sizeof buf, &n);
+        if (r < 0)
+                return (void) fuse_reply_err(req, -r);
 
         /* Checked here, before the daemon sees anything: a bad word changes nothing. */
-        action = power_action_from_payload(buf, (size_t) n);
+        action = power_action_from_payload(buf, n);
         if (action < 0)
                 return (void) fuse_reply_err(req, EINVAL);
 
@@ -121,10 +83,6 @@ void power_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_buf
         if (!p)
                 return (void) fuse_reply_err(req, ENOMEM);
         p->size = size;
-        r = agent_call(fs->agent, "SetPower", SET_POWER_TIMEOUT_USEC, on_set_power_reply, p,
-                       pending_request_free, "ss", h->dut, power_action_to_string(action));
-        if (r < 0) {
-                pending_request_fail(p, -r);
-                pending_request_free(p);
-        }
+        pending_request_call(p, "SetPower", SET_POWER_TIMEOUT_USEC, on_set_power_reply, "ss", h->dut,
+                             power_action_to_string(action));
 }

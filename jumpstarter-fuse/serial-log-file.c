@@ -42,25 +42,14 @@ static void on_open_reply(sd_bus_message *reply, int error, void *userdata) {
 
 void serial_log_file_open(Filesystem *fs, fuse_req_t req, const Dut *d, struct fuse_file_info *fi) {
         PendingRequest *p;
-        int r;
 
         if ((fi->flags & O_ACCMODE) != O_RDONLY)
                 return (void) fuse_reply_err(req, EACCES);
 
-        p = pending_request_new(fs, req, NULL);
+        p = pending_request_new_open(fs, req, d->name, fi);
         if (!p)
                 return (void) fuse_reply_err(req, ENOMEM);
-        p->fi = *fi;
-        p->dut = strdup(d->name);
-        if (!p->dut) {
-                pending_request_fail(p, ENOMEM);
-                return pending_request_free(p);
-        }
-        r = agent_call(fs->agent, "OpenSerialLog", 0, on_open_reply, p, pending_request_free, "s", d->name);
-        if (r < 0) {
-                pending_request_fail(p, r);
-                pending_request_free(p);
-        }
+        pending_request_call(p, "OpenSerialLog", 0, on_open_reply, "s", d->name);
 }
 
 /* Replies with what the log socket holds. Returns -EAGAIN without replying when it is empty. */
@@ -99,7 +88,6 @@ static void on_sync_reply(sd_bus_message *reply, int error, void *userdata) {
 
 void serial_log_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size) {
         PendingRequest *p;
-        int r;
 
         if (h->dead || h->fd < 0)
                 return (void) fuse_reply_err(req, EIO);
@@ -114,12 +102,7 @@ void serial_log_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size
         if (!p)
                 return (void) fuse_reply_err(req, ENOMEM);
         p->size = size;
-        r = agent_call(fs->agent, "SerialLogSync", 0, on_sync_reply, p, pending_request_free, "st", h->dut,
-                       h->reader);
-        if (r < 0) {
-                pending_request_fail(p, r);
-                pending_request_free(p);
-        }
+        pending_request_call(p, "SerialLogSync", 0, on_sync_reply, "st", h->dut, h->reader);
 }
 
 static void serial_log_notify_poll(Handle *h) {
@@ -222,16 +205,11 @@ static void on_stat_reply(sd_bus_message *reply, int error, void *userdata) {
 
 void serial_log_file_stat(Filesystem *fs, fuse_req_t req, fuse_ino_t ino, const Dut *d, bool lookup) {
         PendingRequest *p;
-        int r;
 
         p = pending_request_new(fs, req, NULL);
         if (!p)
                 return (void) fuse_reply_err(req, ENOMEM);
         p->ino = ino;
         p->lookup = lookup;
-        r = agent_call(fs->agent, "SerialLogStat", 0, on_stat_reply, p, pending_request_free, "s", d->name);
-        if (r < 0) {
-                pending_request_fail(p, r);
-                pending_request_free(p);
-        }
+        pending_request_call(p, "SerialLogStat", 0, on_stat_reply, "s", d->name);
 }

@@ -42,23 +42,11 @@ static void on_open_reply(sd_bus_message *reply, int error, void *userdata) {
 void storage_file_open(Filesystem *fs, fuse_req_t req, const Dut *d, struct fuse_file_info *fi) {
         bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
         PendingRequest *p;
-        int r;
 
-        p = pending_request_new(fs, req, NULL);
+        p = pending_request_new_open(fs, req, d->name, fi);
         if (!p)
                 return (void) fuse_reply_err(req, ENOMEM);
-        p->fi = *fi;
-        p->dut = strdup(d->name);
-        if (!p->dut) {
-                pending_request_fail(p, ENOMEM);
-                return pending_request_free(p);
-        }
-        r = agent_call(fs->agent, "OpenStorage", 0, on_open_reply, p, pending_request_free, "sb",
-                       d->name, (int) writable);
-        if (r < 0) {
-                pending_request_fail(p, r);
-                pending_request_free(p);
-        }
+        pending_request_call(p, "OpenStorage", 0, on_open_reply, "sb", d->name, (int) writable);
 }
 
 /* The only place where storage data moves. On a local image or memfd, pread()/pwrite()/splice() are

@@ -13,6 +13,7 @@
 #include "macro.h"
 #include "power-drivers.h"
 #include "power-reading.h"
+#include "power-sequence.h"
 
 #define COMMAND_TIMEOUT_DEFAULT_USEC (10 * USEC_PER_SEC)
 #define COMMAND_CYCLE_DELAY_DEFAULT_USEC (2 * USEC_PER_SEC)
@@ -43,8 +44,6 @@ typedef struct CommandOp CommandOp;
 /* One command to run. Commands run one at a time, in order. */
 struct CommandOp {
         CommandKind kind;
-        bool cycle;                     /* the "off" half of a cycle without a cycle command */
-        PowerDoneFunc power_done;
         PowerReadingFunc reading_done;
         void *userdata;
         CommandOp *next;
@@ -54,29 +53,16 @@ struct CommandPower {
         DriverContext ctx;
         char *const *argv[_COMMAND_KIND_MAX];
         uint64_t timeout_usec;
-        uint64_t cycle_delay_usec;
 
         CommandOp *queue, *queue_tail;
 
         /* The command of the queue's head, while it runs. */
         Command *command;
 
-        sd_event_source *cycle_timer;
-        PowerDoneFunc cycle_done;
-        void *cycle_userdata;
-
-        PowerState state;
+        PowerSequence seq;
 };
 
 static void command_power_run(CommandPower *c);
-
-static void command_power_set_state(CommandPower *c, PowerState state) {
-        if (c->state == state)
-                return;
-        c->state = state;
-        if (c->ctx.power_changed)
-                c->ctx.power_changed(c->ctx.userdata, state);
-}
 
 static void command_power_push(CommandPower *c, CommandOp *op) {
         op->next = NULL;
@@ -98,24 +84,6 @@ static CommandOp *command_power_pop(CommandPower *c) {
         return op;
 }
 
-static int command_power_on_cycle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        CommandPower *c = userdata;
-        CommandOp *op;
-
-        c->cycle_timer = sd_event_source_unref(c->cycle_timer);
-        op = calloc(1, sizeof *op);
-        if (!op) {
-                c->cycle_done(-ENOMEM, c->cycle_userdata);
-                return 0;
-        }
-        *op = (CommandOp) { .kind = COMMAND_ON, .power_done = c->cycle_done, .userdata = c->cycle_userdata };
-        c->cycle_done = NULL;
-        c->cycle_userdata = NULL;
-        command_power_push(c, op);
-        command_power_run(c);
-        return 0;
-}
-
 /* The head of the queue is finished with r (< 0: failed), the exit status and the reading. */
 static void command_power_finish(CommandPower *c, int r, int status, double watts) {
         CommandOp *op = command_power_pop(c);
@@ -126,22 +94,11 @@ static void command_power_finish(CommandPower *c, int r, int status, double watt
         case COMMAND_ON:
         case COMMAND_OFF:
         case COMMAND_CYCLE:
-                command_power_set_state(c, r < 0 ? POWER_UNKNOWN : op->kind == COMMAND_OFF ? POWER_OFF : POWER_ON);
-                if (r >= 0 && op->cycle) {
-                        r = sd_event_add_time_relative(c->ctx.event, &c->cycle_timer, CLOCK_MONOTONIC,
-                                                       c->cycle_delay_usec, 0, command_power_on_cycle_timer, c);
-                        if (r >= 0) {
-                                (void) sd_event_source_set_description(c->cycle_timer, "command-power-cycle");
-                                c->cycle_done = op->power_done;
-                                c->cycle_userdata = op->userdata;
-                                break;
-                        }
-                }
-                op->power_done(r < 0 ? r : 0, op->userdata);
+                power_sequence_switched(&c->seq, r, op->kind == COMMAND_OFF ? POWER_OFF : POWER_ON);
                 break;
         case COMMAND_STATUS:
                 if (r >= 0)
-                        command_power_set_state(c, status == 0 ? POWER_ON : status == 1 ? POWER_OFF : POWER_UNKNOWN);
+                        power_sequence_set_state(&c->seq, status == 0 ? POWER_ON : status == 1 ? POWER_OFF : POWER_UNKNOWN);
                 break;
         case COMMAND_READING:
                 op->reading_done(r, r < 0 ? 0.0 : watts, op->userdata);
@@ -227,8 +184,7 @@ static void command_power_run(CommandPower *c) {
                 command_power_finish(c, -EIO, -1, 0.0);
 }
 
-static int command_power_enqueue(CommandPower *c, CommandKind kind, bool cycle, PowerDoneFunc power_done,
-                                 PowerReadingFunc reading_done, void *userdata) {
+static int command_power_enqueue(CommandPower *c, CommandKind kind, PowerReadingFunc reading_done, void *userdata) {
         CommandOp *op;
 
         op = calloc(1, sizeof *op);
@@ -236,8 +192,6 @@ static int command_power_enqueue(CommandPower *c, CommandKind kind, bool cycle, 
                 return -ENOMEM;
         *op = (CommandOp) {
                 .kind = kind,
-                .cycle = cycle,
-                .power_done = power_done,
                 .reading_done = reading_done,
                 .userdata = userdata,
         };
@@ -251,33 +205,31 @@ static int command_power_enqueue(CommandPower *c, CommandKind kind, bool cycle, 
                         /* Logged by command_run(). A command that cannot run is a failed one, and
                          * what it did to the power is as unknown. */
                         if (kind != COMMAND_STATUS && kind != COMMAND_READING)
-                                command_power_set_state(c, POWER_UNKNOWN);
+                                power_sequence_set_state(&c->seq, POWER_UNKNOWN);
                         return r == -ENOMEM ? r : -EIO;
                 }
         }
         return 0;
 }
 
+static int command_power_switch(void *userdata, PowerAction action) {
+        static const CommandKind kinds[_POWER_ACTION_MAX] = {
+                [POWER_ACTION_ON] = COMMAND_ON,
+                [POWER_ACTION_OFF] = COMMAND_OFF,
+                [POWER_ACTION_CYCLE] = COMMAND_CYCLE,
+        };
+
+        return command_power_enqueue(userdata, kinds[action], NULL, NULL);
+}
+
 static int command_power_set(void *instance, PowerAction action, PowerDoneFunc done, void *userdata) {
         CommandPower *c = instance;
-
-        switch (action) {
-        case POWER_ACTION_ON:
-                return command_power_enqueue(c, COMMAND_ON, false, done, NULL, userdata);
-        case POWER_ACTION_OFF:
-                return command_power_enqueue(c, COMMAND_OFF, false, done, NULL, userdata);
-        case POWER_ACTION_CYCLE:
-                if (c->argv[COMMAND_CYCLE])
-                        return command_power_enqueue(c, COMMAND_CYCLE, false, done, NULL, userdata);
-                return command_power_enqueue(c, COMMAND_OFF, true, done, NULL, userdata);
-        default:
-                return -EINVAL;
-        }
+        return power_sequence_set(&c->seq, action, done, userdata);
 }
 
 static PowerState command_power_get(void *instance) {
         CommandPower *c = instance;
-        return c->state;
+        return c->seq.state;
 }
 
 static bool command_power_can_read(void *instance) {
@@ -290,7 +242,7 @@ static int command_power_read(void *instance, PowerReadingFunc done, void *userd
 
         if (!c->argv[COMMAND_READING])
                 return -EOPNOTSUPP;
-        return command_power_enqueue(c, COMMAND_READING, false, NULL, done, userdata);
+        return command_power_enqueue(c, COMMAND_READING, done, userdata);
 }
 
 static void *command_power_free(void *instance) {
@@ -303,7 +255,7 @@ static void *command_power_free(void *instance) {
         command_free(c->command);
         while ((op = command_power_pop(c)))
                 free(op);
-        sd_event_source_disable_unref(c->cycle_timer);
+        power_sequence_done(&c->seq);
         free(c);
         return NULL;
 }
@@ -317,16 +269,18 @@ static int command_power_new(const DriverConfig *config, const DriverContext *ct
         if (!c)
                 return log_oom();
         c->ctx = *ctx;
-        c->state = POWER_UNKNOWN;
         for (CommandKind k = 0; k < _COMMAND_KIND_MAX; k++)
                 c->argv[k] = driver_config_get_strv(config, command_kind_table[k]);
         c->timeout_usec = MAX(driver_config_get_u64(config, "timeout", COMMAND_TIMEOUT_DEFAULT_USEC), USEC_PER_MSEC);
-        c->cycle_delay_usec = driver_config_get_u64(config, "cycle_delay", COMMAND_CYCLE_DELAY_DEFAULT_USEC);
+        /* Without a cycle command, a cycle is the off command, a wait and the on command. */
+        power_sequence_init(&c->seq, &c->ctx, "command-power-cycle",
+                            driver_config_get_u64(config, "cycle_delay", COMMAND_CYCLE_DELAY_DEFAULT_USEC),
+                            c->argv[COMMAND_CYCLE], command_power_switch, c);
 
         /* The state until a command says otherwise: unknown, or what the status command tells. A
          * status command that cannot run leaves it unknown, as one that fails does. */
         if (c->argv[COMMAND_STATUS]) {
-                r = command_power_enqueue(c, COMMAND_STATUS, false, NULL, NULL, NULL);
+                r = command_power_enqueue(c, COMMAND_STATUS, NULL, NULL);
                 if (r == -ENOMEM)
                         return r;
         }

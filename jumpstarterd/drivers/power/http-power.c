@@ -11,6 +11,7 @@
 #include "log.h"
 #include "macro.h"
 #include "power-drivers.h"
+#include "power-sequence.h"
 
 #define HTTP_TIMEOUT_DEFAULT_USEC (5 * USEC_PER_SEC)
 #define HTTP_RETRIES_DEFAULT 2
@@ -26,8 +27,6 @@ typedef struct HttpOp HttpOp;
 struct HttpOp {
         HttpRequestKind kind;
         unsigned attempt;
-        bool cycle;                     /* the "off" half of a cycle: the "on" half follows */
-        PowerDoneFunc power_done;       /* ON, OFF */
         PowerReadingFunc reading_done;  /* READING */
         void *userdata;
         HttpOp *next;
@@ -39,7 +38,6 @@ struct HttpPower {
         char *url;
         uint64_t timeout_usec;
         unsigned retries;
-        uint64_t cycle_delay_usec;
         const char *username, *password;
 
         CurlGlue *glue;
@@ -50,22 +48,10 @@ struct HttpPower {
 
         HttpOp *queue, *queue_tail;
 
-        sd_event_source *cycle_timer;
-        PowerDoneFunc cycle_done;
-        void *cycle_userdata;
-
-        PowerState state;
+        PowerSequence seq;
 };
 
 static void http_power_run(HttpPower *h);
-
-static void http_power_set_state(HttpPower *h, PowerState state) {
-        if (h->state == state)
-                return;
-        h->state = state;
-        if (h->ctx.power_changed)
-                h->ctx.power_changed(h->ctx.userdata, state);
-}
 
 static void http_power_push(HttpPower *h, HttpOp *op) {
         op->next = NULL;
@@ -87,25 +73,6 @@ static HttpOp *http_power_pop(HttpPower *h) {
         return op;
 }
 
-static int http_power_on_cycle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        HttpPower *h = userdata;
-        HttpOp *op;
-
-        h->cycle_timer = sd_event_source_unref(h->cycle_timer);
-
-        op = calloc(1, sizeof *op);
-        if (!op) {
-                h->cycle_done(-ENOMEM, h->cycle_userdata);
-                return 0;
-        }
-        *op = (HttpOp) { .kind = HTTP_REQUEST_ON, .power_done = h->cycle_done, .userdata = h->cycle_userdata };
-        h->cycle_done = NULL;
-        h->cycle_userdata = NULL;
-        http_power_push(h, op);
-        http_power_run(h);
-        return 0;
-}
-
 /* The head of the queue is finished: r < 0 failed, else the state or the reading is given. */
 static void http_power_finish(HttpPower *h, int r, PowerState state, double watts) {
         HttpOp *op = http_power_pop(h);
@@ -115,23 +82,11 @@ static void http_power_finish(HttpPower *h, int r, PowerState state, double watt
         switch (op->kind) {
         case HTTP_REQUEST_ON:
         case HTTP_REQUEST_OFF:
-                /* After a failure nobody knows what the switch did. */
-                http_power_set_state(h, r < 0 ? POWER_UNKNOWN : state);
-                if (r >= 0 && op->cycle) {
-                        r = sd_event_add_time_relative(h->ctx.event, &h->cycle_timer, CLOCK_MONOTONIC,
-                                                       h->cycle_delay_usec, 0, http_power_on_cycle_timer, h);
-                        if (r >= 0) {
-                                (void) sd_event_source_set_description(h->cycle_timer, "http-power-cycle");
-                                h->cycle_done = op->power_done;
-                                h->cycle_userdata = op->userdata;
-                                break;
-                        }
-                }
-                op->power_done(r < 0 ? r : 0, op->userdata);
+                power_sequence_switched(&h->seq, r, state);
                 break;
         case HTTP_REQUEST_STATUS:
                 if (r >= 0)
-                        http_power_set_state(h, state);
+                        power_sequence_set_state(&h->seq, state);
                 break;
         case HTTP_REQUEST_READING:
                 op->reading_done(r, r < 0 ? 0.0 : watts, op->userdata);
@@ -306,8 +261,7 @@ static void http_power_on_done(CurlGlue *g, CURL *easy, CURLcode result, void *u
         http_power_finish(h, r, state, watts);
 }
 
-static int http_power_enqueue(HttpPower *h, HttpRequestKind kind, bool cycle, PowerDoneFunc power_done,
-                              PowerReadingFunc reading_done, void *userdata) {
+static int http_power_enqueue(HttpPower *h, HttpRequestKind kind, PowerReadingFunc reading_done, void *userdata) {
         HttpOp *op;
 
         op = calloc(1, sizeof *op);
@@ -315,8 +269,6 @@ static int http_power_enqueue(HttpPower *h, HttpRequestKind kind, bool cycle, Po
                 return -ENOMEM;
         *op = (HttpOp) {
                 .kind = kind,
-                .cycle = cycle,
-                .power_done = power_done,
                 .reading_done = reading_done,
                 .userdata = userdata,
         };
@@ -325,34 +277,35 @@ static int http_power_enqueue(HttpPower *h, HttpRequestKind kind, bool cycle, Po
                 int r = http_power_start(h);
 
                 if (r < 0) {
-                        /* Nothing was sent: fail at once, without calling back. */
                         http_power_pop(h);
                         free(op);
+                        if (h->seq.cycle_on) {
+                                /* The "on" half of a cycle: the "off" half went out, so what the switch
+                                 * is now is as unknown as after a failed request. */
+                                log_dut_prefix(LOG_ERR, r, h->ctx.dut_name, "Failed to start HTTP power %s request: %m",
+                                               http_request_kind_to_string(kind));
+                                power_sequence_set_state(&h->seq, POWER_UNKNOWN);
+                                return -EIO;
+                        }
+                        /* Nothing was sent: fail at once, without calling back. */
                         return log_dut_prefix(LOG_ERR, r, h->ctx.dut_name, "Failed to start HTTP power request: %m");
                 }
         }
         return 0;
 }
 
+static int http_power_switch(void *userdata, PowerAction action) {
+        return http_power_enqueue(userdata, action == POWER_ACTION_ON ? HTTP_REQUEST_ON : HTTP_REQUEST_OFF, NULL, NULL);
+}
+
 static int http_power_set(void *instance, PowerAction action, PowerDoneFunc done, void *userdata) {
         HttpPower *h = instance;
-
-        switch (action) {
-        case POWER_ACTION_ON:
-                return http_power_enqueue(h, HTTP_REQUEST_ON, false, done, NULL, userdata);
-        case POWER_ACTION_OFF:
-                return http_power_enqueue(h, HTTP_REQUEST_OFF, false, done, NULL, userdata);
-        case POWER_ACTION_CYCLE:
-                /* Off, wait, on, each step checked: pdudaemon's "reboot" would answer before it is done. */
-                return http_power_enqueue(h, HTTP_REQUEST_OFF, true, done, NULL, userdata);
-        default:
-                return -EINVAL;
-        }
+        return power_sequence_set(&h->seq, action, done, userdata);
 }
 
 static PowerState http_power_get(void *instance) {
         HttpPower *h = instance;
-        return h->state;
+        return h->seq.state;
 }
 
 static bool http_power_can_read(void *instance) {
@@ -365,7 +318,7 @@ static int http_power_read(void *instance, PowerReadingFunc done, void *userdata
 
         if (!http_switch_supports(&h->sw, HTTP_REQUEST_READING))
                 return -EOPNOTSUPP;
-        return http_power_enqueue(h, HTTP_REQUEST_READING, false, NULL, done, userdata);
+        return http_power_enqueue(h, HTTP_REQUEST_READING, done, userdata);
 }
 
 static void *http_power_free(void *instance) {
@@ -380,7 +333,7 @@ static void *http_power_free(void *instance) {
         }
         while ((op = http_power_pop(h)))
                 free(op);
-        sd_event_source_disable_unref(h->cycle_timer);
+        power_sequence_done(&h->seq);
         curl_glue_free(h->glue);
         free(h->body);
         free(h->url);
@@ -450,11 +403,13 @@ static int http_power_new(const DriverConfig *config, const DriverContext *ctx, 
         if (!h)
                 return log_oom();
         h->ctx = *ctx;
-        h->state = POWER_UNKNOWN;
         h->timeout_usec = driver_config_get_u64(config, "timeout", HTTP_TIMEOUT_DEFAULT_USEC);
         h->timeout_usec = MAX(h->timeout_usec, USEC_PER_MSEC);
         h->retries = (unsigned) retries;
-        h->cycle_delay_usec = driver_config_get_u64(config, "cycle_delay", HTTP_CYCLE_DELAY_DEFAULT_USEC);
+        /* Off, wait, on, each step checked: pdudaemon's "reboot" would answer before it is done. */
+        power_sequence_init(&h->seq, &h->ctx, "http-power-cycle",
+                            driver_config_get_u64(config, "cycle_delay", HTTP_CYCLE_DELAY_DEFAULT_USEC), false,
+                            http_power_switch, h);
         h->username = driver_config_get_string(config, "username");
         h->password = driver_config_get_string(config, "password");
 
@@ -487,7 +442,7 @@ static int http_power_new(const DriverConfig *config, const DriverContext *ctx, 
 
         /* The state until the switch tells: unknown, or what it answers now. */
         if (http_switch_supports(&h->sw, HTTP_REQUEST_STATUS)) {
-                r = http_power_enqueue(h, HTTP_REQUEST_STATUS, false, NULL, NULL, NULL);
+                r = http_power_enqueue(h, HTTP_REQUEST_STATUS, NULL, NULL);
                 if (r < 0)
                         return r;
         }
