@@ -676,8 +676,7 @@ int http_server_add_route(HttpServer *s, HttpMethod method, const char *pattern,
 
 /* ---- Request processing ---- */
 
-/* The token of "Authorization: Bearer <token>" (RFC 6750), or NULL. */
-static const char *parse_bearer(const char *header) {
+const char *http_bearer_parse(const char *header) {
         const char *t;
 
         if (!header)
@@ -697,8 +696,8 @@ static int request_authenticate(HttpRequest *req) {
         const char *token;
         int r;
 
-        token = parse_bearer(MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
-                                                         MHD_HTTP_HEADER_AUTHORIZATION));
+        token = http_bearer_parse(MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
+                                                              MHD_HTTP_HEADER_AUTHORIZATION));
         if (!token)
                 return http_request_reply_error(req, API_ERROR_UNAUTHORIZED,
                                                 "This needs an \"Authorization: Bearer <token>\" header");

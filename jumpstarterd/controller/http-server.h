@@ -28,6 +28,12 @@ typedef struct HttpRequest HttpRequest;
  * Unauthorized, with *ret_detail (optional, malloc()ed) as the error's "detail", a stable word
  * for why (token_error_to_string()). -ENOMEM is a 500 instead. It runs before the body is read,
  * from the event loop: it must not block. */
+/* The token of an "Authorization" header value "Bearer <token>" (RFC 6750), pointing into header, or
+ * NULL. The scheme is matched case-insensitively; blanks (space, tab) may precede it and must
+ * separate it from the token; the token is the rest of the header, non-empty, with no blank, CR,
+ * LF, comma or double quote in it. */
+const char *http_bearer_parse(const char *header);
+
 typedef int (*HttpAuthenticateFunc)(HttpRequest *req, const char *token, char **ret_detail, void *userdata);
 
 typedef struct HttpServerConfig {
