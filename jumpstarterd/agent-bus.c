@@ -58,11 +58,17 @@ typedef struct PowerCall {
         PowerAction action;
 } PowerCall;
 
-static int find_dut(Connection *c, const char *name, sd_bus_error *error, Dut **ret) {
-        Dut *d = exporter_find_dut(c->agent->exporter, name);
+/* Reads the DUT name that every method takes first, and finds the DUT. */
+static int read_dut(sd_bus_message *m, Connection *c, sd_bus_error *error, const char **ret_name, Dut **ret) {
+        Dut *d;
+        int r;
 
+        r = sd_bus_message_read(m, "s", ret_name);
+        if (r < 0)
+                return r;
+        d = exporter_find_dut(c->agent->exporter, *ret_name);
         if (!d)
-                return sd_bus_error_set_errnof(error, ENOENT, "No DUT named '%s'", name);
+                return sd_bus_error_set_errnof(error, ENOENT, "No DUT named '%s'", *ret_name);
         *ret = d;
         return 0;
 }
@@ -116,10 +122,7 @@ static int method_describe_dut(sd_bus_message *m, void *userdata, sd_bus_error *
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_dut(c, name, error, &d);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
         config = dut_get_config(d);
@@ -164,10 +167,7 @@ static int method_get_power(sd_bus_message *m, void *userdata, sd_bus_error *err
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_dut(c, name, error, &d);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
         r = dut_get_power(d, &state);
@@ -198,10 +198,7 @@ static int method_get_power_reading(sd_bus_message *m, void *userdata, sd_bus_er
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_dut(c, name, error, &d);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
         r = dut_get_power_reading(d, power_reading_done, sd_bus_message_ref(m));
@@ -243,10 +240,10 @@ static int method_set_power(sd_bus_message *m, void *userdata, sd_bus_error *err
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "ss", &name, &action_string);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
-        r = find_dut(c, name, error, &d);
+        r = sd_bus_message_read(m, "s", &action_string);
         if (r < 0)
                 return r;
         action = power_action_from_string(action_string);
@@ -280,10 +277,7 @@ static int method_open_serial_log(sd_bus_message *m, void *userdata, sd_bus_erro
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_dut(c, name, error, &d);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
         r = dut_open_serial_log(d, &fd, &id);
@@ -304,10 +298,10 @@ static int method_serial_log_sync(sd_bus_message *m, void *userdata, sd_bus_erro
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "st", &name, &id);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
-        r = find_dut(c, name, error, &d);
+        r = sd_bus_message_read(m, "t", &id);
         if (r < 0)
                 return r;
         r = dut_sync_serial_log(d, id);
@@ -326,10 +320,7 @@ static int method_serial_log_stat(sd_bus_message *m, void *userdata, sd_bus_erro
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_dut(c, name, error, &d);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
         r = dut_serial_log_stat(d, &bytes, &modified);
@@ -404,10 +395,10 @@ static int method_open_storage(sd_bus_message *m, void *userdata, sd_bus_error *
         int writable, r;
         Dut *d = NULL;
 
-        r = sd_bus_message_read(m, "sb", &name, &writable);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
-        r = find_dut(c, name, error, &d);
+        r = sd_bus_message_read(m, "b", &writable);
         if (r < 0)
                 return r;
 
@@ -484,10 +475,7 @@ static int method_list_gpio(sd_bus_message *m, void *userdata, sd_bus_error *err
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_dut(c, name, error, &d);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
 
@@ -522,10 +510,10 @@ static int method_get_gpio(sd_bus_message *m, void *userdata, sd_bus_error *erro
         Dut *d = NULL;
         int r;
 
-        r = sd_bus_message_read(m, "ss", &name, &line);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
-        r = find_dut(c, name, error, &d);
+        r = sd_bus_message_read(m, "s", &line);
         if (r < 0)
                 return r;
         r = dut_get_gpio(d, line, &value);
@@ -541,10 +529,10 @@ static int method_set_gpio(sd_bus_message *m, void *userdata, sd_bus_error *erro
         int value, r;
         Dut *d = NULL;
 
-        r = sd_bus_message_read(m, "ssb", &name, &line, &value);
+        r = read_dut(m, c, error, &name, &d);
         if (r < 0)
                 return r;
-        r = find_dut(c, name, error, &d);
+        r = sd_bus_message_read(m, "sb", &line, &value);
         if (r < 0)
                 return r;
         r = dut_set_gpio(d, line, value);
