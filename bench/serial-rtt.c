@@ -54,7 +54,8 @@ static void make_raw(int fd) {
 }
 
 /* Types 'a' and waits for its echo, n times; erases each with DEL (echoed as "\b \b", untimed)
- * so that the board's line never grows. */
+ * so that the board's line never grows. Both sides get the erase: the three extra bytes each way
+ * are kernel work (flip-buffer pushes, wakeups) near the next timed byte, so like with like. */
 static int measure(int fd, unsigned n, bool erase, uint64_t *samples) {
         char buf[8];
 
@@ -107,8 +108,10 @@ int main(int argc, char *argv[]) {
                         (void) sched_setaffinity(0, sizeof set, &set);
                 }
                 close(slave);
+                /* Echoes like the sim board's shell: DEL erases with "\b \b" in one write, so
+                 * that both sides carry the same traffic. */
                 while (read(master, &c, 1) == 1)
-                        if (write(master, &c, 1) != 1)
+                        if (c == 0x7f ? write(master, "\b \b", 3) != 3 : write(master, &c, 1) != 1)
                                 break;
                 _exit(0);
         }
@@ -123,7 +126,7 @@ int main(int argc, char *argv[]) {
         /* Side by side: blocks of the two alternate, so that both see the same machine (on a small
          * VM the scheduler's placement moves round trips by tens of microseconds over time). */
         for (unsigned i = 0; i < n; i += BLOCK) {
-                if (measure(slave, BLOCK, false, bare + i) < 0)
+                if (measure(slave, BLOCK, true, bare + i) < 0)
                         return fprintf(stderr, "bare pty echo failed\n"), 1;
                 if (measure(fd, BLOCK, true, ours + i) < 0)
                         return fprintf(stderr, "no echo from %s: is the DUT powered on and booted?\n", argv[1]), 1;
