@@ -340,6 +340,11 @@ int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *use
         fs->gid = getgid();
         (void) clock_gettime(CLOCK_REALTIME, &fs->start_time);
 
+        r = storage_io_new(&fs->storage_io);
+        if (r < 0) {
+                fs_free(fs);
+                return r;
+        }
         r = agent_new(event, socket_path, &callbacks, fs, &fs->agent);
         if (r < 0) {
                 fs_free(fs);
@@ -369,6 +374,9 @@ Filesystem *fs_free(Filesystem *fs) {
         fs->agent = agent_free(fs->agent);
         while (fs->handles)
                 handle_release(fs->handles);
+        /* Storage requests in flight still hold the session: they finish and are answered before the
+         * caller unmounts. */
+        fs->storage_io = storage_io_free(fs->storage_io);
 
         dut_list_done(&fs->duts);
         free(fs->by_slot);

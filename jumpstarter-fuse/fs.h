@@ -10,6 +10,7 @@
 #include "cache-invalidator.h"
 #include "dut-list.h"
 #include "inode-table.h"
+#include "storage-io.h"
 
 #define ENTRY_TIMEOUT 1.0
 #define ATTR_TIMEOUT 1.0
@@ -44,8 +45,9 @@ struct Filesystem {
         struct timespec start_time;
 
         Handle *handles;                /* every open file */
+        StorageIo *storage_io;          /* the threads that read and write storage */
 
-        char *io_buffer;                /* for reads from storage and serial.log */
+        char *io_buffer;                /* for reads from serial.log */
         size_t io_buffer_size;
 };
 

@@ -49,29 +49,10 @@ void storage_file_open(Filesystem *fs, fuse_req_t req, const Dut *d, struct fuse
         pending_request_call(p, "OpenStorage", 0, on_open_reply, "sb", d->name, (int) writable);
 }
 
-/* The only place where storage data moves. On a local image or memfd, pread()/pwrite()/splice() are
- * page-cache operations and stay on the loop; a remote storage stream will move this to a worker
- * thread that posts its results back through an eventfd. */
-static ssize_t storage_io(Handle *h, bool write, char *buf, struct fuse_bufvec *src, size_t size, off_t off) {
-        ssize_t n;
-
-        if (!write) {
-                n = pread(h->fd, buf, size, off);
-                return n < 0 ? -errno : n;
-        } else {
-                struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-
-                dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-                dst.buf[0].fd = h->fd;
-                dst.buf[0].pos = off;
-                /* Splices from the request pipe when libfuse received the write that way. */
-                return fuse_buf_copy(&dst, src, 0);
-        }
-}
-
+/* Storage data moves on the workers of storage-io.c: a read, write or fsync of a slow device must not
+ * hold up the loop. The checks (and their errnos) stay here, on the loop, where the handle lives. */
 void storage_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, off_t off) {
-        char *buf;
-        ssize_t n;
+        int r;
 
         if (h->dead || h->fd < 0)
                 return (void) fuse_reply_err(req, EIO);
@@ -81,18 +62,14 @@ void storage_file_read(Filesystem *fs, fuse_req_t req, Handle *h, size_t size, o
                 return (void) fuse_reply_buf(req, NULL, 0);
         size = (size_t) MIN((uint64_t) size, h->size - (uint64_t) off);
 
-        buf = fs_io_buffer(fs, size);
-        if (!buf)
-                return (void) fuse_reply_err(req, ENOMEM);
-        n = storage_io(h, false, buf, NULL, size, off);
-        if (n < 0)
-                return (void) fuse_reply_err(req, (int) -n);
-        (void) fuse_reply_buf(req, buf, (size_t) n);
+        r = storage_io_read(fs->storage_io, req, h->fd, size, off);
+        if (r < 0)
+                (void) fuse_reply_err(req, -r);
 }
 
 void storage_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_bufvec *bufv, off_t off) {
         size_t size = fuse_buf_size(bufv);
-        ssize_t n;
+        int r;
 
         if (h->dead || h->fd < 0)
                 return (void) fuse_reply_err(req, EIO);
@@ -105,18 +82,20 @@ void storage_file_write(Filesystem *fs, fuse_req_t req, Handle *h, struct fuse_b
         /* A write across the end writes what fits: the caller sees a short write, then ENOSPC. */
         size = (size_t) MIN((uint64_t) size, h->size - (uint64_t) off);
 
-        n = storage_io(h, true, NULL, bufv, size, off);
-        if (n < 0)
-                return (void) fuse_reply_err(req, (int) -n);
-        (void) fuse_reply_write(req, (size_t) n);
+        /* Copies the payload out of the request (libfuse reuses its buffer) and writes it on a worker. */
+        r = storage_io_write(fs->storage_io, req, h->fd, bufv, size, off);
+        if (r < 0)
+                (void) fuse_reply_err(req, -r);
 }
 
 void storage_file_fsync(Filesystem *fs, fuse_req_t req, Handle *h) {
+        int r;
+
         if (h->dead || h->fd < 0)
                 return (void) fuse_reply_err(req, EIO);
-        if (fsync(h->fd) < 0)
-                return (void) fuse_reply_err(req, errno);
-        (void) fuse_reply_err(req, 0);
+        r = storage_io_fsync(fs->storage_io, req, h->fd);
+        if (r < 0)
+                (void) fuse_reply_err(req, -r);
 }
 
 int storage_file_check_truncate(const Dut *d, uint64_t size) {

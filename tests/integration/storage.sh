@@ -3,7 +3,29 @@
 # unaligned writes land exactly.
 . "$(dirname "$0")/lib.sh"
 
-IMG=$T/dut1.img
+# The image lives on a file system of its own (ext4 on a loop device) when the kernel offers one, so
+# that the slow-storage check at the end can freeze it: a write to a frozen file system blocks until it
+# is thawed, a deterministic stand-in for an SD card that takes seconds.
+SLOW=$T/slow
+mkdir -p "$SLOW"
+if truncate -s 64M "$T/slow.ext4" && mkfs.ext4 -q -F "$T/slow.ext4" >/dev/null 2>&1 &&
+   mount -o loop "$T/slow.ext4" "$SLOW" 2>/dev/null; then
+        IMG=$SLOW/dut1.img
+        slow_cleanup() {
+                local rc=$?
+                set +e
+                fsfreeze -u "$SLOW" 2>/dev/null
+                "$JMP" local stop --mountpoint "$MNT" >/dev/null 2>&1
+                umount -l "$MNT" 2>/dev/null
+                umount "$SLOW" 2>/dev/null || umount -l "$SLOW" 2>/dev/null
+                (exit "$rc")
+                cleanup
+        }
+        trap slow_cleanup EXIT
+else
+        IMG=$T/dut1.img
+        SLOW=
+fi
 write_config "$T/config.yaml" "      storage: $IMG"
 start_local >/dev/null
 S=$MNT/dut1/storage
@@ -63,4 +85,50 @@ PY
 # dd without conv=notrunc truncates at open: a device ignores it and keeps its size and data.
 dd if="$T/image" of="$S" bs=1M count=1 status=none || fail "dd with O_TRUNC failed"
 [ "$(stat -c %s "$S")" = $SIZE ] || fail "O_TRUNC changed the size"
+
+# A slow storage holds up nothing else: while a write waits for the (frozen) file system under the
+# image, power still answers. With storage I/O on the event loop the power reads below hang and are
+# killed, so this fails; it passes only when the write waits on a worker thread.
+fuse_thread_in_d() { # some thread of jumpstarter-fuse sleeps uninterruptibly (in the write)
+        local f
+        for f in /proc/"$(fuse_pid)"/task/*/stat; do
+                [ "$(sed 's/.*) //' "$f" 2>/dev/null | cut -d' ' -f1)" = D ] && return 0
+        done
+        return 1
+}
+if [ -n "$SLOW" ] && fsfreeze --help >/dev/null 2>&1; then
+        head -c $((1 << 20)) /dev/urandom > "$T/slow-data"
+        rm -f "$T/opened" "$T/go"
+        "$PY" - "$S" "$T/slow-data" "$T/opened" "$T/go" <<'PY' &
+import os, sys, time
+dev, data, opened, go = sys.argv[1:]
+fd = os.open(dev, os.O_WRONLY)
+open(opened, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.01)
+buf = open(data, "rb").read()
+assert os.pwrite(fd, buf, 0) == len(buf)
+os.fsync(fd)
+os.close(fd)
+PY
+        writer=$!
+        TEST_PIDS="${TEST_PIDS:-} $writer"
+        wait_for test -e "$T/opened" || fail "the writer did not open storage"
+        fsfreeze -f "$SLOW" || fail "could not freeze the file system of the image"
+        touch "$T/go"
+        # Ordering, not timing: the write has reached the device (a thread of jumpstarter-fuse is
+        # blocked in it, and cannot leave before the thaw) before power is read.
+        wait_for fuse_thread_in_d || fail "the storage write never reached the frozen image"
+        for i in 1 2 3 4 5; do
+                state=$(timeout -s KILL 10 cat "$MNT/dut1/power") ||
+                        fail "power read $i did not complete while a storage write was blocked"
+                [ "$state" = off ] || fail "power read $i said '$state' while a storage write was blocked"
+        done
+        alive "$writer" || fail "the write finished while its file system was frozen"
+        fsfreeze -u "$SLOW"
+        wait "$writer" || fail "the blocked write failed after the thaw"
+        cmp -n $((1 << 20)) "$T/slow-data" "$IMG" || fail "the blocked write did not land"
+else
+        echo "SKIP (slow-storage check only): no loop device or fsfreeze for a file system to freeze"
+fi
 echo PASS
