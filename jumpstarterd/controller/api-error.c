@@ -28,6 +28,7 @@ static const ApiErrorInfo api_error_table[_API_ERROR_MAX] = {
         [API_ERROR_NOT_SUPPORTED]      = { "NotSupported",     501, EOPNOTSUPP,   "Not supported" },
         [API_ERROR_UNAVAILABLE]        = { "Unavailable",      503, EHOSTDOWN,    "Unavailable" },
         [API_ERROR_TIMEOUT]            = { "Timeout",          504, ETIMEDOUT,    "Timed out" },
+        [API_ERROR_UNSATISFIABLE]      = { "Unsatisfiable",    422, EDOM,         "No exporter can ever match this selector" },
 };
 
 static const ApiErrorInfo *api_error_info(ApiError e) {
@@ -65,6 +66,7 @@ ApiError api_error_from_http_status(unsigned status) {
         case 409: return API_ERROR_CONFLICT;
         case 410: return API_ERROR_EXPIRED;
         case 413: return API_ERROR_PAYLOAD_TOO_LARGE;
+        case 422: return API_ERROR_UNSATISFIABLE;
         case 501: return API_ERROR_NOT_SUPPORTED;
         case 502:
         case 503: return API_ERROR_UNAVAILABLE;
@@ -84,8 +86,10 @@ int api_error_to_errno(ApiError e) {
 ApiError api_error_from_errno(int error) {
         /* Many errno values to one reason: the reason says what the client can do about it. */
         switch (error < 0 ? -error : error) {
-        case EINVAL:
         case EDOM:
+                /* The lease scheduler's word for a self-contradicting selector (a=1,a=2). */
+                return API_ERROR_UNSATISFIABLE;
+        case EINVAL:
         case ERANGE:
         case EILSEQ:
                 return API_ERROR_BAD_REQUEST;

@@ -29,6 +29,7 @@ typedef enum ApiError {
         API_ERROR_NOT_SUPPORTED,      /* "NotSupported"      501  EOPNOTSUPP */
         API_ERROR_UNAVAILABLE,        /* "Unavailable"       503  EHOSTDOWN */
         API_ERROR_TIMEOUT,            /* "Timeout"           504  ETIMEDOUT */
+        API_ERROR_UNSATISFIABLE,      /* "Unsatisfiable"     422  EDOM: a selector nothing can ever match */
         _API_ERROR_MAX,
         _API_ERROR_INVALID = -EINVAL,
 } ApiError;

@@ -637,6 +637,10 @@ TEST(api_error_table) {
         ASSERT_EQ(api_error_from_errno(-EBUSY), API_ERROR_BUSY);
         ASSERT_EQ(api_error_from_errno(-EHOSTDOWN), API_ERROR_UNAVAILABLE);
         ASSERT_EQ(api_error_from_errno(-ETIMEDOUT), API_ERROR_TIMEOUT);
+        /* The lease scheduler refuses a self-contradicting selector with -EDOM. */
+        ASSERT_EQ(api_error_from_errno(-EDOM), API_ERROR_UNSATISFIABLE);
+        ASSERT_EQ(api_error_to_http_status(API_ERROR_UNSATISFIABLE), 422);
+        ASSERT_EQ(api_error_from_http_status(422), API_ERROR_UNSATISFIABLE);
         ASSERT_EQ(api_error_from_errno(-ENOMEM), API_ERROR_INTERNAL);
         ASSERT_EQ(api_error_from_errno(0), API_ERROR_INTERNAL);
         for (ApiError i = 0; i < _API_ERROR_MAX; i++) {
