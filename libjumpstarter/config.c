@@ -62,32 +62,27 @@ static bool name_matches(const char *s, size_t len, size_t max, const char *edge
         return true;
 }
 
-bool dut_name_is_valid(const char *name) {
+/* The first character from first, the others from rest, 1..max characters. */
+static bool name_starts_with(const char *name, size_t max, const char *first, const char *rest) {
         size_t len;
 
         if (!name)
                 return false;
         len = strlen(name);
-        if (len == 0 || len > 63 || !char_in(name[0], LOWER_DIGITS))
+        if (len == 0 || len > max || !char_in(name[0], first))
                 return false;
         for (size_t i = 1; i < len; i++)
-                if (!char_in(name[i], LOWER_DIGITS "-"))
+                if (!char_in(name[i], rest))
                         return false;
         return true;
 }
 
-bool gpio_line_name_is_valid(const char *name) {
-        size_t len;
+bool dut_name_is_valid(const char *name) {
+        return name_starts_with(name, 63, LOWER_DIGITS, LOWER_DIGITS "-");
+}
 
-        if (!name)
-                return false;
-        len = strlen(name);
-        if (len == 0 || len > 32 || !char_in(name[0], LOWER_DIGITS))
-                return false;
-        for (size_t i = 1; i < len; i++)
-                if (!char_in(name[i], LOWER_DIGITS "_-"))
-                        return false;
-        return true;
+bool gpio_line_name_is_valid(const char *name) {
+        return name_starts_with(name, 32, LOWER_DIGITS, LOWER_DIGITS "_-");
 }
 
 const GpioLineConfig *dut_config_find_gpio_line(const DutConfig *d, const char *name) {

@@ -10,6 +10,7 @@
 #include "daemon-util.h"
 #include "driver.h"
 #include "log.h"
+#include "queue.h"
 #include "macro.h"
 #include "power-drivers.h"
 #include "power-reading.h"
@@ -64,29 +65,9 @@ struct CommandPower {
 
 static void command_power_run(CommandPower *c);
 
-static void command_power_push(CommandPower *c, CommandOp *op) {
-        op->next = NULL;
-        if (c->queue_tail)
-                c->queue_tail->next = op;
-        else
-                c->queue = op;
-        c->queue_tail = op;
-}
-
-static CommandOp *command_power_pop(CommandPower *c) {
-        CommandOp *op = c->queue;
-
-        if (op) {
-                c->queue = op->next;
-                if (!c->queue)
-                        c->queue_tail = NULL;
-        }
-        return op;
-}
-
 /* The head of the queue is finished with r (< 0: failed), the exit status and the reading. */
 static void command_power_finish(CommandPower *c, int r, int status, double watts) {
-        CommandOp *op = command_power_pop(c);
+        CommandOp *op = queue_pop(c->queue, c->queue_tail);
 
         assert(op);
 
@@ -195,12 +176,12 @@ static int command_power_enqueue(CommandPower *c, CommandKind kind, PowerReading
                 .reading_done = reading_done,
                 .userdata = userdata,
         };
-        command_power_push(c, op);
+        queue_push(c->queue, c->queue_tail, op);
         if (!c->command && c->queue == op) {
                 int r = command_power_start(c);
 
                 if (r < 0) {
-                        command_power_pop(c);
+                        queue_pop(c->queue, c->queue_tail);
                         free(op);
                         /* Logged by command_run(). A command that cannot run is a failed one, and
                          * what it did to the power is as unknown. */
@@ -253,7 +234,7 @@ static void *command_power_free(void *instance) {
                 return NULL;
         /* Nobody will hear how it ends: this kills it. */
         command_free(c->command);
-        while ((op = command_power_pop(c)))
+        while ((op = queue_pop(c->queue, c->queue_tail)))
                 free(op);
         power_sequence_done(&c->seq);
         free(c);

@@ -9,6 +9,7 @@
 #include "driver.h"
 #include "http-preset.h"
 #include "log.h"
+#include "queue.h"
 #include "macro.h"
 #include "power-drivers.h"
 #include "power-sequence.h"
@@ -53,29 +54,9 @@ struct HttpPower {
 
 static void http_power_run(HttpPower *h);
 
-static void http_power_push(HttpPower *h, HttpOp *op) {
-        op->next = NULL;
-        if (h->queue_tail)
-                h->queue_tail->next = op;
-        else
-                h->queue = op;
-        h->queue_tail = op;
-}
-
-static HttpOp *http_power_pop(HttpPower *h) {
-        HttpOp *op = h->queue;
-
-        if (op) {
-                h->queue = op->next;
-                if (!h->queue)
-                        h->queue_tail = NULL;
-        }
-        return op;
-}
-
 /* The head of the queue is finished: r < 0 failed, else the state or the reading is given. */
 static void http_power_finish(HttpPower *h, int r, PowerState state, double watts) {
-        HttpOp *op = http_power_pop(h);
+        HttpOp *op = queue_pop(h->queue, h->queue_tail);
 
         assert(op);
 
@@ -272,12 +253,12 @@ static int http_power_enqueue(HttpPower *h, HttpRequestKind kind, PowerReadingFu
                 .reading_done = reading_done,
                 .userdata = userdata,
         };
-        http_power_push(h, op);
+        queue_push(h->queue, h->queue_tail, op);
         if (!h->easy && h->queue == op) {
                 int r = http_power_start(h);
 
                 if (r < 0) {
-                        http_power_pop(h);
+                        queue_pop(h->queue, h->queue_tail);
                         free(op);
                         if (h->seq.cycle_on) {
                                 /* The "on" half of a cycle: the "off" half went out, so what the switch
@@ -331,7 +312,7 @@ static void *http_power_free(void *instance) {
                 curl_glue_remove(h->glue, h->easy);
                 curl_easy_cleanup(h->easy);
         }
-        while ((op = http_power_pop(h)))
+        while ((op = queue_pop(h->queue, h->queue_tail)))
                 free(op);
         power_sequence_done(&h->seq);
         curl_glue_free(h->glue);
