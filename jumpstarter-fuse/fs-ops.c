@@ -394,7 +394,8 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
         /* O_TRUNC on storage (or power) is handed to open() instead of becoming a truncation. */
         if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
                 conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-        /* Large storage writes arrive in a pipe and are spliced into the device. */
+        /* Lets libfuse hand large writes over in a pipe where it can; storage-io copies the payload
+         * out either way (fuse_buf_copy), and on this kernel and libfuse writes arrive by read(). */
         if (conn->capable & FUSE_CAP_SPLICE_READ)
                 conn->want |= FUSE_CAP_SPLICE_READ;
         conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
