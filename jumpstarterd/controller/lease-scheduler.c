@@ -1,5 +1,6 @@
 /* Lease scheduler: exporters, leases, the priority queue and lease timers, in memory */
 #include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #define LEASE_TIMER_ACCURACY_USEC USEC_PER_MSEC
 
 #define LEASE_NAME_RANDOM_BYTES 8
+
+#define IN_SET_STATE(st) ((st) == LEASE_PENDING || (st) == LEASE_ACTIVE)
 
 struct LeaseScheduler {
         sd_event *event;
@@ -188,6 +191,23 @@ static Exporter *exporter_get(LeaseScheduler *s, const char *name) {
                 return NULL;
         i = exporter_find(s, name);
         return i >= 0 ? s->exporters[i] : NULL;
+}
+
+/* A DUT name, or "EXPORTER/DUT" with both parts DUT names: the controller's devices. */
+static bool device_name_is_valid(const char *name) {
+        _cleanup_free_ char *copy = NULL;
+        char *slash;
+
+        if (!name)
+                return false;
+        slash = strchr(name, '/');
+        if (!slash)
+                return dut_name_is_valid(name);
+        copy = strdup(name);
+        if (!copy)
+                return false;
+        copy[slash - name] = 0;
+        return dut_name_is_valid(copy) && dut_name_is_valid(copy + (slash - name) + 1);
 }
 
 static bool exporter_is_free(const Exporter *e) {
@@ -442,7 +462,7 @@ int lease_scheduler_add_exporter(LeaseScheduler *s, const char *name, const Labe
 
         assert(s && s->in_callback == 0);
 
-        if (!name || !dut_name_is_valid(name) || state < 0 || state >= _EXPORTER_STATE_MAX)
+        if (!name || !device_name_is_valid(name) || state < 0 || state >= _EXPORTER_STATE_MAX)
                 return -EINVAL;
         i = exporter_find(s, name);
         if (i >= 0)
@@ -791,4 +811,145 @@ LeasePendingReason lease_scheduler_pending_reason(LeaseScheduler *s, const Lease
                 matched = true;
         }
         return matched ? LEASE_PENDING_EXPORTERS_UNAVAILABLE : LEASE_PENDING_NO_MATCHING_EXPORTER;
+}
+
+/* Restore */
+
+static int lease_restore_error(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
+static int lease_restore_error(char **ret_error, int r, const char *format, ...) {
+        va_list ap;
+
+        if (!ret_error)
+                return r;
+        va_start(ap, format);
+        if (vasprintf(ret_error, format, ap) < 0)
+                *ret_error = NULL;
+        va_end(ap);
+        return r;
+}
+
+/* usec from now until the CLOCK_REALTIME deadline, at least 1 (0 arms no timer): a deadline that
+ * passed while the controller was down fires at once, from the loop. */
+static uint64_t realtime_remaining(uint64_t deadline) {
+        uint64_t now = now_usec(CLOCK_REALTIME);
+
+        return deadline > now ? deadline - now : 1;
+}
+
+int lease_scheduler_restore(LeaseScheduler *s, const LeaseRestore *req, char **ret_error) {
+        _cleanup_(lease_freep) Lease *l = NULL;
+        _cleanup_(selector_freep) Selector *sel = NULL;
+        Lease **leases, **queue;
+        Exporter *e = NULL;
+        Lease *p;
+        int r;
+
+        assert(s && s->in_callback == 0);
+
+        if (!req || !req->client || !*req->client || req->duration_usec == 0 ||
+            !dut_name_is_valid(req->name) || !IN_SET_STATE(req->state))
+                return lease_restore_error(ret_error, -EINVAL, "invalid lease record");
+        if (req->duration_usec > UINT64_MAX / 4 || req->wait_usec > UINT64_MAX / 4)
+                return lease_restore_error(ret_error, -ERANGE, "duration out of range");
+        if (lease_get(s, req->name))
+                return lease_restore_error(ret_error, -EEXIST, "lease %s is restored twice", req->name);
+        if (req->state == LEASE_ACTIVE) {
+                e = exporter_get(s, req->exporter);
+                if (!e)
+                        return lease_restore_error(ret_error, -ENOENT, "lease %s holds %s, which does not exist",
+                                                   req->name, strna(req->exporter));
+                if (e->lease)
+                        return lease_restore_error(ret_error, -EBUSY, "lease %s holds %s, which %s holds too",
+                                                   req->name, e->name, e->lease->name);
+                if (req->end_usec <= req->begin_usec)
+                        return lease_restore_error(ret_error, -EINVAL, "lease %s ends before it begins", req->name);
+        }
+
+        r = selector_parse(strempty(req->selector), &sel, ret_error);
+        if (r < 0)
+                return r;
+
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->scheduler = s;
+        l->state = LEASE_PENDING;
+        l->end_reason = _LEASE_END_REASON_INVALID;
+        l->selector = TAKE_PTR(sel);
+        l->selector_text = selector_to_string(l->selector);
+        l->client = strdup(req->client);
+        l->name = strdup(req->name);
+        if (!l->selector_text || !l->client || !l->name)
+                return -ENOMEM;
+        r = labels_copy(req->metadata, req->n_metadata, &l->metadata);
+        if (r < 0)
+                return r;
+        l->n_metadata = req->n_metadata;
+        l->priority = req->priority;
+        l->duration_usec = req->duration_usec;
+        l->wait_usec = req->wait_usec;
+        l->created_usec = req->created_usec;
+
+        if (req->state == LEASE_ACTIVE) {
+                l->exporter = strdup(e->name);
+                if (!l->exporter)
+                        return -ENOMEM;
+                r = lease_arm_timer(l, realtime_remaining(req->end_usec));
+        } else
+                r = l->wait_usec > 0 ? lease_arm_timer(l, realtime_remaining(l->created_usec + l->wait_usec)) : 0;
+        if (r < 0)
+                return r;
+
+        leases = reallocarray(s->leases, s->n_leases + 1, sizeof(Lease *));
+        if (!leases)
+                return -ENOMEM;
+        s->leases = leases;
+        queue = reallocarray(s->queue, s->n_queue + 1, sizeof(Lease *));
+        if (!queue)
+                return -ENOMEM;
+        s->queue = queue;
+
+        l->seq = ++s->seq;
+        p = TAKE_PTR(l);
+        s->leases[s->n_leases++] = p;
+        if (req->state == LEASE_ACTIVE) {
+                p->state = LEASE_ACTIVE;
+                p->begin_usec = req->begin_usec;
+                p->end_usec = req->end_usec;
+                e->lease = p;
+                e->last_used = p->seq;
+        } else
+                queue_insert(s, p);
+        return 0;
+}
+
+void lease_scheduler_restore_done(LeaseScheduler *s) {
+        uint64_t now = now_usec(CLOCK_REALTIME);
+
+        assert(s && s->in_callback == 0);
+
+        /* What ran out while the controller was down ends now, waiters first, so that an exporter
+         * freed by an expiry never goes to a waiter whose deadline has passed. Restarting each scan
+         * after an end: ending changes the arrays. */
+        for (size_t i = 0; i < s->n_queue;) {
+                Lease *l = s->queue[i];
+
+                if (l->wait_usec > 0 && l->created_usec + l->wait_usec <= now)
+                        lease_end(l, LEASE_END_WAIT_TIMEOUT);
+                else
+                        i++;
+        }
+        for (size_t i = 0; i < s->n_leases;) {
+                Lease *l = s->leases[i];
+                Exporter *e = l->state == LEASE_ACTIVE ? exporter_get(s, l->exporter) : NULL;
+
+                if (e && e->state == EXPORTER_OFFLINE)
+                        lease_end(l, LEASE_END_EXPORTER_GONE); /* hands on nothing: offline */
+                else if (e && l->end_usec <= now)
+                        lease_end(l, LEASE_END_EXPIRED);
+                else
+                        i++;
+        }
+        for (size_t i = 0; i < s->n_exporters; i++)
+                schedule_exporter(s, s->exporters[i]);
 }

@@ -104,10 +104,10 @@ struct Lease {
         LeaseState state;
         LeaseEndReason end_reason;
         char *exporter;        /* name of the exporter it holds or held; NULL if never assigned */
+        uint64_t seq;          /* creation order: "age" in the queue; only the order means anything */
 
         /* Private. */
         LeaseScheduler *scheduler;
-        uint64_t seq;          /* creation order: "age" in the queue */
         sd_event_source *timer; /* expiry while active, wait deadline while pending */
 };
 
@@ -126,7 +126,8 @@ static inline void lease_scheduler_freep(LeaseScheduler **s) {
                 lease_scheduler_free(*s);
 }
 
-/* Exporters. Names as DUT names (dut_name_is_valid()); labels are copied. -EEXIST, -ENOENT,
+/* Exporters. Names as DUT names (dut_name_is_valid()), or "EXPORTER/DUT" with each part a DUT name (the
+ * controller's devices); labels are copied. -EEXIST, -ENOENT,
  * -EINVAL. Each of these hands a newly usable exporter to the best waiter before returning. */
 int lease_scheduler_add_exporter(LeaseScheduler *s, const char *name, const Label *labels, size_t n_labels,
                                  ExporterState state);
@@ -173,3 +174,31 @@ int lease_scheduler_list(LeaseScheduler *s, const Lease ***ret, size_t *ret_n);
 /* 0 for the head of the queue; -EBUSY if the lease is not pending. */
 int lease_scheduler_queue_position(LeaseScheduler *s, const Lease *lease, size_t *ret);
 LeasePendingReason lease_scheduler_pending_reason(LeaseScheduler *s, const Lease *lease);
+
+/* Restoring the live leases of a store after a restart. */
+typedef struct LeaseRestore {
+        const char *name;       /* required, a DUT name */
+        const char *client;     /* required */
+        const char *selector;   /* NULL or "": any exporter */
+        int priority;
+        const Label *metadata;
+        size_t n_metadata;
+        uint64_t duration_usec; /* > 0; for an active lease, including its extensions */
+        uint64_t wait_usec;     /* 0: no wait deadline */
+        uint64_t created_usec;  /* CLOCK_REALTIME, as reported before the restart */
+        LeaseState state;       /* LEASE_PENDING or LEASE_ACTIVE */
+        const char *exporter;   /* LEASE_ACTIVE: the exporter it holds, which must exist and be unleased */
+        uint64_t begin_usec;    /* LEASE_ACTIVE: CLOCK_REALTIME */
+        uint64_t end_usec;      /* LEASE_ACTIVE: CLOCK_REALTIME */
+} LeaseRestore;
+
+/* Puts a live lease back, with its original times, without a callback and without scheduling. Call it
+ * after the exporters are added, once per lease in creation order: the queue keeps that order among
+ * equal priorities. Timers count from the stored times; lease_scheduler_restore_done() ends what ran out
+ * while the controller was down.
+ * -EINVAL, -EEXIST for a live name, -ENOENT for an unknown exporter, -EBUSY if it is leased already. */
+int lease_scheduler_restore(LeaseScheduler *s, const LeaseRestore *r, char **ret_error);
+/* After the last lease_scheduler_restore(), with callbacks: ends what ran out while the controller was
+ * down (WaitTimeout, then Expired) and the active leases of offline exporters (ExporterGone), then hands
+ * every free exporter to its best waiter. */
+void lease_scheduler_restore_done(LeaseScheduler *s);

@@ -488,4 +488,128 @@ TEST(list) {
         fixture_done(&f);
 }
 
+static uint64_t now_real(void) {
+        struct timespec ts;
+
+        ASSERT_OK(clock_gettime(CLOCK_REALTIME, &ts));
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+TEST(device_names) {
+        Fixture f;
+
+        fixture_init(&f);
+        add(&f, "exp1/dut1", "a=1", EXPORTER_ONLINE);
+        ASSERT_EQ(lease_scheduler_add_exporter(f.s, "exp1/", NULL, 0, EXPORTER_ONLINE), -EINVAL);
+        ASSERT_EQ(lease_scheduler_add_exporter(f.s, "/dut1", NULL, 0, EXPORTER_ONLINE), -EINVAL);
+        ASSERT_EQ(lease_scheduler_add_exporter(f.s, "a/b/c", NULL, 0, EXPORTER_ONLINE), -EINVAL);
+        ASSERT_EQ(lease_scheduler_add_exporter(f.s, "Exp/dut", NULL, 0, EXPORTER_ONLINE), -EINVAL);
+        create(&f, "l1", "a=1", 0, HOUR);
+        ASSERT_STREQ(holder(&f, "exp1/dut1"), "l1");
+        fixture_done(&f);
+}
+
+/* What a controller restart does: exporters, then the stored leases in creation order. */
+TEST(restore) {
+        uint64_t now = now_real();
+        const Lease *l;
+        size_t pos;
+        Fixture f;
+
+        fixture_init(&f);
+        add(&f, "e1", "a=1", EXPORTER_ONLINE);
+        add(&f, "e2", "a=1", EXPORTER_ONLINE);
+        add(&f, "gone", "a=1", EXPORTER_OFFLINE);
+
+        /* Active on e1 with its original times; then two waiters of equal priority and one higher. */
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "active", .client = "alice", .selector = "a=1", .duration_usec = HOUR,
+                .created_usec = now - HOUR / 2, .state = LEASE_ACTIVE, .exporter = "e1",
+                .begin_usec = now - HOUR / 2, .end_usec = now + HOUR / 2 }, NULL));
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "old", .client = "bob", .selector = "a=1", .duration_usec = HOUR,
+                .created_usec = now - 20, .state = LEASE_PENDING }, NULL));
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "new", .client = "bob", .selector = "a=1", .duration_usec = HOUR,
+                .created_usec = now - 10, .state = LEASE_PENDING }, NULL));
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "high", .client = "bob", .selector = "a=1", .duration_usec = HOUR, .priority = 3,
+                .created_usec = now - 5, .state = LEASE_PENDING }, NULL));
+        /* Already expired while the controller was down: it ends from the loop. */
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "late", .client = "alice", .duration_usec = HOUR, .created_usec = now - 2 * HOUR,
+                .state = LEASE_ACTIVE, .exporter = "gone", .begin_usec = now - 2 * HOUR, .end_usec = now - HOUR }, NULL));
+
+        /* Refusals. */
+        ASSERT_EQ(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "old", .client = "bob", .duration_usec = HOUR, .state = LEASE_PENDING }, NULL), -EEXIST);
+        ASSERT_EQ(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "x", .client = "bob", .duration_usec = HOUR, .state = LEASE_ACTIVE, .exporter = "nope",
+                .begin_usec = now, .end_usec = now + 1 }, NULL), -ENOENT);
+        ASSERT_EQ(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "x", .client = "bob", .duration_usec = HOUR, .state = LEASE_ACTIVE, .exporter = "e1",
+                .begin_usec = now, .end_usec = now + 1 }, NULL), -EBUSY);
+        ASSERT_EQ(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "x", .client = "bob", .duration_usec = HOUR, .state = LEASE_ENDED }, NULL), -EINVAL);
+        ASSERT_EQ(f.rec.n, 0U); /* restoring reports nothing */
+
+        ASSERT_OK(lease_scheduler_get(f.s, "active", &l));
+        ASSERT_EQ(l->state, LEASE_ACTIVE);
+        ASSERT_EQ_U(l->begin_usec, now - HOUR / 2);
+        ASSERT_EQ_U(l->end_usec, now + HOUR / 2);
+        ASSERT_EQ_U(l->created_usec, now - HOUR / 2);
+
+        /* The "late" lease on an offline exporter ends ExporterGone; free e2 goes to the best waiter. */
+        lease_scheduler_restore_done(f.s);
+        ASSERT_EQ(last(&f.rec, "late")->event, LEASE_EVENT_ENDED);
+        ASSERT_EQ(last(&f.rec, "late")->reason, LEASE_END_EXPORTER_GONE);
+        ASSERT_STREQ(holder(&f, "e2"), "high");
+        ASSERT_OK(lease_scheduler_get(f.s, "old", &l));
+        ASSERT_OK(lease_scheduler_queue_position(f.s, l, &pos));
+        ASSERT_EQ_U(pos, 0);
+        ASSERT_OK(lease_scheduler_get(f.s, "new", &l));
+        ASSERT_OK(lease_scheduler_queue_position(f.s, l, &pos));
+        ASSERT_EQ_U(pos, 1);
+
+        /* The handoff keeps the restored order: older first. */
+        ASSERT_OK(lease_scheduler_release(f.s, "active"));
+        ASSERT_STREQ(holder(&f, "e1"), "old");
+        fixture_done(&f);
+}
+
+/* What ran out while the controller was down ends in restore_done(): the waiter first, so that the
+ * exporter an expiry frees does not go to a waiter whose deadline passed. */
+TEST(restore_expired) {
+        uint64_t now = now_real();
+        const Record *r;
+        Fixture f;
+
+        fixture_init(&f);
+        add(&f, "e1", "", EXPORTER_ONLINE);
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "past", .client = "alice", .duration_usec = HOUR, .created_usec = now - 2 * HOUR,
+                .state = LEASE_ACTIVE, .exporter = "e1", .begin_usec = now - 2 * HOUR, .end_usec = now - HOUR }, NULL));
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "waiting", .client = "alice", .duration_usec = HOUR, .wait_usec = HOUR,
+                .created_usec = now - 2 * HOUR, .state = LEASE_PENDING }, NULL));
+        lease_scheduler_restore_done(f.s);
+        ASSERT_EQ(f.rec.n, 2U);
+        r = last(&f.rec, "waiting");
+        ASSERT_EQ(r->event, LEASE_EVENT_ENDED);
+        ASSERT_EQ(r->reason, LEASE_END_WAIT_TIMEOUT);
+        r = last(&f.rec, "past");
+        ASSERT_EQ(r->event, LEASE_EVENT_ENDED);
+        ASSERT_EQ(r->reason, LEASE_END_EXPIRED);
+        ASSERT_TRUE(!holder(&f, "e1"));
+
+        /* One that ends soon after the restart expires from the loop. */
+        ASSERT_OK(lease_scheduler_restore(f.s, &(LeaseRestore) {
+                .name = "soon", .client = "alice", .duration_usec = HOUR, .created_usec = now - HOUR,
+                .state = LEASE_ACTIVE, .exporter = "e1", .begin_usec = now - HOUR, .end_usec = now + 20 * USEC_PER_MSEC }, NULL));
+        lease_scheduler_restore_done(f.s);
+        r = run_until_ended(&f, "soon");
+        ASSERT_EQ(r->reason, LEASE_END_EXPIRED);
+        fixture_done(&f);
+}
+
 TEST_MAIN()
