@@ -9,11 +9,13 @@
 
 #include "agent-api.h"
 #include "agent-client.h"
+#include "client-config.h"
 #include "config.h"
 #include "jmp.h"
 #include "local-instance.h"
 #include "log.h"
 #include "version.h"
+#include "yaml-tree.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExporterConfig *, exporter_config_free);
 
@@ -21,6 +23,32 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(ExporterConfig *, exporter_config_free);
 
 static const char *arg_config = NULL;
 static const char *arg_mountpoint = NULL;
+
+/* Whether the file says "kind: ClientConfig" (then its own loader's errors are the ones to show). */
+static bool file_is_client_config(const char *path) {
+        _cleanup_(yaml_node_freep) YamlNode *root = NULL;
+        _cleanup_free_ char *data = NULL, *error = NULL;
+        size_t size = 0;
+        YamlNode *kind;
+        char buf[4096];
+        size_t n;
+        FILE *f, *m;
+
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        m = open_memstream(&data, &size);
+        if (m) {
+                while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+                        (void) fwrite(buf, 1, n, m);
+                fclose(m);
+        }
+        fclose(f);
+        if (!data || yaml_tree_parse(data, size, &root, &error) < 0 || root->type != YAML_NODE_MAPPING)
+                return false;
+        kind = yaml_node_get(root, "kind");
+        return kind && kind->type == YAML_NODE_SCALAR && streq(kind->scalar, CLIENT_CONFIG_KIND);
+}
 
 static int mkdir_p(const char *path, mode_t mode) {
         _cleanup_free_ char *p = strdup(path);
@@ -88,13 +116,16 @@ static int local_start(int argc, char *argv[]) {
                 "Usage: jmp local start --config FILE [--mountpoint DIR]\n"
                 "\n"
                 "Starts jumpstarterd and jumpstarter-fuse for the DUTs of an ExporterConfig and returns\n"
-                "when every DUT is a directory under the mount point (default " DEFAULT_MOUNTPOINT ").\n";
+                "when every DUT is a directory under the mount point (default " DEFAULT_MOUNTPOINT ").\n"
+                "With a ClientConfig, the DUTs are the client's active leases, which come and go.\n";
         _cleanup_(local_instance_freep) LocalInstance *inst = NULL;
         _cleanup_free_ char *daemon = NULL, *fuse = NULL, *config_abs = NULL, *status = NULL, *log_path = NULL,
                             *lock_path = NULL;
         _cleanup_close_ int lock_fd = -EBADF;
         _cleanup_(exporter_config_freep) ExporterConfig *cfg = NULL;
+        _cleanup_(client_config_freep) ClientConfig *client = NULL;
         char *err = NULL;
+        size_t n_duts;
         bool mounted, ours;
         int r;
 
@@ -107,13 +138,19 @@ static int local_start(int argc, char *argv[]) {
         }
 
         /* Everything is validated before anything starts. */
-        r = exporter_config_load(arg_config, &cfg, &err);
+        /* A ClientConfig (the agent role) has no DUTs of its own: they come and go with its leases,
+         * so only the mount is waited for. */
+        if (file_is_client_config(arg_config))
+                r = client_config_load(arg_config, &client, &err);
+        else
+                r = exporter_config_load(arg_config, &cfg, &err);
         if (r < 0) {
                 fprintf(stderr, "jmp: %s\n", err ? err : strerror(-r));
                 free(err);
                 return 1;
         }
-        config_abs = strdup(cfg->path);
+        n_duts = cfg ? cfg->n_duts : 0;
+        config_abs = strdup(cfg ? cfg->path : client->path);
         if (!config_abs)
                 return log_oom(), 1;
 
@@ -197,7 +234,7 @@ static int local_start(int argc, char *argv[]) {
         }
 
         /* Done only when every DUT of the config is a directory under the mount point. */
-        for (size_t k = 0; k < cfg->n_duts; k++) {
+        for (size_t k = 0; k < n_duts; k++) {
                 char path[PATH_MAX];
                 struct stat st;
 
@@ -210,9 +247,13 @@ static int local_start(int argc, char *argv[]) {
                 }
         }
 
-        printf("Local mode is running at %s with %zu DUT%s:", inst->mountpoint, cfg->n_duts,
-               cfg->n_duts == 1 ? "" : "s");
-        for (size_t k = 0; k < cfg->n_duts; k++)
+        if (client) {
+                printf("Local mode is running at %s for client %s of %s: leased DUTs appear there.\n",
+                       inst->mountpoint, client->name, client->endpoint);
+                return 0;
+        }
+        printf("Local mode is running at %s with %zu DUT%s:", inst->mountpoint, n_duts, n_duts == 1 ? "" : "s");
+        for (size_t k = 0; k < n_duts; k++)
                 printf(" %s", cfg->duts[k].name);
         printf("\n");
         return 0;

@@ -6,6 +6,8 @@
 #include "log.h"
 #include "version.h"
 
+const char *arg_client_config = NULL;
+
 static void help(void) {
         printf("Usage: jmp [--help] [--version] COMMAND ...\n"
                "\n"
@@ -18,6 +20,17 @@ static void help(void) {
                "  power on|off|cycle|status DUT                 Switch or show a DUT's power\n"
                "  storage flash DUT IMAGE [--bmap FILE]         Write an image to a DUT's storage\n"
                "\n"
+               "With a controller (distributed mode):\n"
+               "  lease create --selector SEL --duration D ... Lease a DUT that matches SEL\n"
+               "  lease list|release NAME|extend NAME --by D  Show, end or lengthen your leases\n"
+               "  get exporters|leases [-o json]               Show the controller's exporters and leases\n"
+               "  admin create|delete client|exporter NAME     Manage clients and exporters (admins)\n"
+               "  admin get clients|rotate-key|retire-key KID  List clients, rotate signing keys (admins)\n"
+               "\n"
+               "Options:\n"
+               "  --client-config FILE  The ClientConfig of the commands with a controller (default:\n"
+               "                        $JMP_CLIENT_CONFIG, else ~/.config/jumpstarter/clients/default.yaml)\n"
+               "\n"
                "Run 'jmp COMMAND --help' for a command's options. See jmp(1).\n");
 }
 
@@ -25,6 +38,7 @@ int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "client-config", required_argument, NULL, 'C' },
                 {}
         };
         int c;
@@ -40,6 +54,9 @@ int main(int argc, char *argv[]) {
                 case 'V':
                         printf("jmp %s\n", PACKAGE_VERSION);
                         return 0;
+                case 'C':
+                        arg_client_config = optarg;
+                        break;
                 default:
                         return 2;
                 }
@@ -54,6 +71,12 @@ int main(int argc, char *argv[]) {
                 return verb_power(argc - optind, argv + optind);
         if (streq(argv[optind], "storage"))
                 return verb_storage(argc - optind, argv + optind);
+        if (streq(argv[optind], "lease"))
+                return verb_lease(argc - optind, argv + optind);
+        if (streq(argv[optind], "get"))
+                return verb_get(argc - optind, argv + optind);
+        if (streq(argv[optind], "admin"))
+                return verb_admin(argc - optind, argv + optind);
         if (streq(argv[optind], "help")) {
                 help();
                 return 0;
