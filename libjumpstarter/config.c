@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
+#include "token.h"
 #include "yaml-tree.h"
 
 #define CONFIG_SIZE_MAX (1024 * 1024)
@@ -92,6 +94,139 @@ const GpioLineConfig *dut_config_find_gpio_line(const DutConfig *d, const char *
                 if (streq(d->gpio_lines[i].name, name))
                         return &d->gpio_lines[i];
         return NULL;
+}
+
+/* A decimal port without sign or leading zeros, min..65535. */
+static bool port_is_valid(const char *s, unsigned min) {
+        uint64_t u;
+
+        if (!s || (s[0] == '0' && s[1] != 0) || parse_uint64(s, &u) < 0)
+                return false;
+        return u >= min && u <= 65535;
+}
+
+static bool ipv4_is_valid(const char *s, size_t len) {
+        struct in_addr a;
+        char buf[INET_ADDRSTRLEN];
+
+        if (len == 0 || len >= sizeof buf)
+                return false;
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        return inet_pton(AF_INET, buf, &a) == 1;
+}
+
+static bool ipv6_is_valid(const char *s, size_t len) {
+        struct in6_addr a;
+        char buf[INET6_ADDRSTRLEN];
+
+        if (len == 0 || len >= sizeof buf)
+                return false;
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/* A host name: dot-separated labels of letters, digits and '-', not starting or ending with '-'. */
+static bool host_name_is_valid(const char *s, size_t len) {
+        size_t start = 0;
+
+        if (len == 0 || len > 253)
+                return false;
+        for (size_t i = 0; i <= len; i++)
+                if (i == len || s[i] == '.') {
+                        if (!name_matches(s + start, i - start, 63, ALNUM, ALNUM "-"))
+                                return false;
+                        start = i + 1;
+                }
+        return true;
+}
+
+/* Splits "HOST:PORT" / "[V6]:PORT" into the host (without brackets) and the port. host_len is 0 for ":PORT";
+ * ret_bracketed tells whether the host was in brackets. Returns false without a port. */
+static bool split_host_port(const char *s, const char **ret_host, size_t *ret_host_len, bool *ret_bracketed,
+                            const char **ret_port) {
+        const char *colon;
+
+        if (s[0] == '[') {
+                const char *close = strchr(s, ']');
+
+                if (!close || close[1] != ':')
+                        return false;
+                *ret_host = s + 1;
+                *ret_host_len = (size_t) (close - s - 1);
+                *ret_bracketed = true;
+                *ret_port = close + 2;
+                return true;
+        }
+        colon = strrchr(s, ':');
+        if (!colon)
+                return false;
+        *ret_host = s;
+        *ret_host_len = (size_t) (colon - s);
+        *ret_bracketed = false;
+        *ret_port = colon + 1;
+        return true;
+}
+
+bool endpoint_is_valid(const char *s) {
+        const char *host, *port;
+        size_t len;
+        bool bracketed;
+
+        if (!s || !split_host_port(s, &host, &len, &bracketed, &port) || !port_is_valid(port, 1))
+                return false;
+        if (bracketed)
+                return ipv6_is_valid(host, len);
+        return ipv4_is_valid(host, len) || host_name_is_valid(host, len);
+}
+
+/* "IPv4:PORT", "[IPv6]:PORT" or ":PORT", as the listen addresses of the controller. */
+static bool listen_address_is_valid(const char *s) {
+        const char *host, *port;
+        size_t len;
+        bool bracketed;
+
+        if (!split_host_port(s, &host, &len, &bracketed, &port) || !port_is_valid(port, 0))
+                return false;
+        if (bracketed)
+                return ipv6_is_valid(host, len);
+        return len == 0 || ipv4_is_valid(host, len);
+}
+
+/* "IP" or "IP:PORT" (an IPv6 address bare or in brackets, and in brackets with a port). */
+static bool advertise_address_is_valid(const char *s) {
+        const char *host, *port;
+        size_t len;
+        bool bracketed;
+
+        if (ipv4_is_valid(s, strlen(s)) || ipv6_is_valid(s, strlen(s)))
+                return true;
+        if (s[0] == '[' && s[strlen(s) - 1] == ']')
+                return ipv6_is_valid(s + 1, strlen(s) - 2);
+        if (!split_host_port(s, &host, &len, &bracketed, &port) || !port_is_valid(port, 1))
+                return false;
+        return bracketed ? ipv6_is_valid(host, len) : ipv4_is_valid(host, len);
+}
+
+/* A JWT as it may travel in an HTTP header: three non-empty base64url parts joined by dots. */
+static bool token_is_valid(const char *s) {
+        size_t len = strlen(s), dots = 0, part = 0;
+
+        if (len > TOKEN_SIZE_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                if (s[i] == '.') {
+                        if (part == 0)
+                                return false;
+                        dots++;
+                        part = 0;
+                } else if (char_in(s[i], ALNUM "-_"))
+                        part++;
+                else
+                        return false;
+        }
+        return dots == 2 && part > 0;
 }
 
 /* metadata.name: a Kubernetes object name, [a-z0-9]([a-z0-9-.]*[a-z0-9])? */
@@ -251,6 +386,12 @@ ExporterConfig *exporter_config_free(ExporterConfig *c) {
         for (size_t i = 0; i < c->n_duts; i++)
                 dut_config_done(&c->duts[i]);
         free(c->duts);
+        free(c->endpoint);
+        free(c->token);
+        free(c->tls_ca);
+        free(c->tls_ca_path);
+        free(c->streams_listen);
+        free(c->streams_advertise);
         free(c);
         return NULL;
 }
@@ -1152,8 +1293,142 @@ static int parse_metadata(Parser *p, const YamlNode *m, ExporterConfig *c) {
         return parse_labels(p, yaml_node_get(m, "labels"), &c->labels, &c->n_labels);
 }
 
+/* A string value that must pass check(); the problem is "expected WHAT, got ...". */
+static int get_checked_string(Parser *p, const YamlNode *n, bool (*check)(const char *), const char *what,
+                              char **ret) {
+        _cleanup_free_ char *s = NULL, *g = NULL;
+        int r;
+
+        r = get_string(p, n, false, &s);
+        if (r < 0)
+                return r;
+        if (check(s)) {
+                *ret = TAKE_PTR(s);
+                return 0;
+        }
+        g = got(n);
+        return g ? fail(p, n, "expected %s, got %s", what, g) : -ENOMEM;
+}
+
+static int parse_tls(Parser *p, const YamlNode *n, ExporterConfig *c) {
+        static const char *const known[] = { "ca", "insecure" };
+        const YamlNode *v;
+        int r;
+
+        r = optional_mapping(p, n, "with ca and insecure");
+        if (r <= 0)
+                return r;
+        r = check_keys(p, n, known, ELEMENTSOF(known));
+        if (r < 0)
+                return r;
+
+        v = yaml_node_get(n, "ca");
+        if (v) {
+                _cleanup_free_ char *s = NULL;
+
+                r = get_string(p, v, false, &s);
+                if (r < 0)
+                        return r;
+                if (!*s)
+                        return fail(p, v, "expected a PEM certificate or the name of a PEM file, got \"\"");
+                /* Inline PEM as the controller's answers carry it, else a file name. */
+                if (strncmp(s, "-----BEGIN ", 11) == 0) {
+                        if (!strstr(s, "-----BEGIN CERTIFICATE-----"))
+                                return fail(p, v, "expected a PEM certificate (\"-----BEGIN CERTIFICATE-----\")");
+                        c->tls_ca = TAKE_PTR(s);
+                } else {
+                        r = path_join_normalize(p->dir, s, &c->tls_ca_path);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
+        v = yaml_node_get(n, "insecure");
+        if (v && !yaml_node_is_null(v)) {
+                if (v->type != YAML_NODE_SCALAR || strlen(v->scalar) != v->scalar_len ||
+                    parse_boolean(v->scalar, &c->tls_insecure) < 0) {
+                        _cleanup_free_ char *g = got(v);
+
+                        return g ? fail(p, v, "expected true or false, got %s", g) : -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+static int parse_streams(Parser *p, const YamlNode *n, ExporterConfig *c) {
+        static const char *const known[] = { "listen", "advertise" };
+        const YamlNode *v;
+        int r;
+
+        r = optional_mapping(p, n, "with listen and advertise");
+        if (r <= 0)
+                return r;
+        r = check_keys(p, n, known, ELEMENTSOF(known));
+        if (r < 0)
+                return r;
+
+        v = yaml_node_get(n, "listen");
+        if (v && !yaml_node_is_null(v)) {
+                free(c->streams_listen);
+                c->streams_listen = NULL;
+                r = get_checked_string(p, v, listen_address_is_valid,
+                                       "an address to listen on such as \"0.0.0.0:8444\", \"[::]:8444\" or \":0\"",
+                                       &c->streams_listen);
+                if (r < 0)
+                        return r;
+        }
+        v = yaml_node_get(n, "advertise");
+        if (v && !yaml_node_is_null(v)) {
+                r = get_checked_string(p, v, advertise_address_is_valid,
+                                       "an IP address, optionally with a port, such as \"192.0.2.20\"",
+                                       &c->streams_advertise);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* endpoint, token, tls, streams: what an exporter needs to link up with a controller. */
+static int parse_link(Parser *p, const YamlNode *root, ExporterConfig *c) {
+        const YamlNode *endpoint = yaml_node_get(root, "endpoint"), *token = yaml_node_get(root, "token"),
+                       *tls = yaml_node_get(root, "tls");
+        int r;
+
+        c->streams_listen = strdup("0.0.0.0:0");
+        if (!c->streams_listen)
+                return -ENOMEM;
+
+        if (endpoint) {
+                r = get_checked_string(p, endpoint, endpoint_is_valid,
+                                       "the controller's address as HOST:PORT such as \"controller.example.com:8443\"",
+                                       &c->endpoint);
+                if (r < 0)
+                        return r;
+        }
+        if (token) {
+                r = get_checked_string(p, token, token_is_valid,
+                                       "a token (three base64url parts joined by dots, as jmp admin create exporter "
+                                       "writes it)",
+                                       &c->token);
+                if (r < 0)
+                        return r;
+        }
+        if (endpoint && !token)
+                return fail(p, root, "missing required key \"token\" (the exporter's token for the endpoint)");
+        if (token && !endpoint)
+                return fail(p, root, "missing required key \"endpoint\" (the controller that the token is for)");
+        if (tls && !endpoint)
+                return fail(p, tls, "only used with an \"endpoint\"");
+
+        r = parse_tls(p, tls, c);
+        if (r < 0)
+                return r;
+        return parse_streams(p, yaml_node_get(root, "streams"), c);
+}
+
 static int parse_root(Parser *p, const YamlNode *root, ExporterConfig *c) {
-        static const char *const known[] = { "apiVersion", "kind", "metadata", "export" };
+        static const char *const known[] = { "apiVersion", "kind", "metadata", "export", "endpoint", "tls",
+                                             "token", "streams" };
         const YamlNode *v = NULL;
         int r;
 
@@ -1177,12 +1452,21 @@ static int parse_root(Parser *p, const YamlNode *root, ExporterConfig *c) {
         if (r < 0)
                 return r;
 
+        r = parse_link(p, root, c);
+        if (r < 0)
+                return r;
+
         r = require_key(p, root, "export", &v);
         if (r < 0)
                 return r;
+        /* A linked exporter may start with no DUTs ("export: {}"): it shows up at the controller. */
+        if (c->endpoint && yaml_node_is_null(v))
+                return 0;
         r = expect_mapping(p, v, "of DUT names to DUTs");
         if (r < 0)
                 return r;
+        if (v->n_pairs == 0 && c->endpoint)
+                return 0;
         if (v->n_pairs == 0)
                 return fail(p, v, "no DUTs: describe at least one");
 

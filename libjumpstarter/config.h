@@ -80,6 +80,7 @@ extern const DriverType *const driver_types_power[];
 extern const DriverType *const driver_types_gpio[];
 extern const DriverType *const driver_types_storage[];
 extern const DriverType *const driver_types_qemu[];
+extern const DriverType *const driver_types_remote[];
 
 typedef struct OptionValue {
         const OptionSpec *spec;
@@ -143,8 +144,19 @@ typedef struct ExporterConfig {
         char *namespace;     /* metadata.namespace, optional */
         Label *labels;       /* metadata.labels */
         size_t n_labels;
-        DutConfig *duts;     /* in file order */
+        DutConfig *duts;     /* in file order; none only with an endpoint */
         size_t n_duts;
+
+        /* The link to a controller (docs/configuration.md "Controller link"). endpoint NULL: local
+         * mode, and then token and the tls_* members are unset too. */
+        char *endpoint;          /* "HOST:PORT" */
+        char *token;             /* the exporter's token; set whenever endpoint is */
+        char *tls_ca;            /* the controller's CA as PEM text, when given inline */
+        char *tls_ca_path;       /* ... or as a PEM file (absolute path) */
+        bool tls_insecure;       /* do not verify the controller's certificate */
+        /* The data stream listener (docs/protocol.md "Data streams"). */
+        char *streams_listen;    /* "IPv4:PORT", "[IPv6]:PORT" or ":PORT"; always set ("0.0.0.0:0" by default) */
+        char *streams_advertise; /* "IP" or "IP:PORT" that clients dial; NULL: the link's local address */
 } ExporterConfig;
 
 /* Parses and validates a whole config. On failure returns a negative errno and, in *ret_error, a
@@ -157,6 +169,9 @@ int exporter_config_parse(const char *path, const char *data, size_t size, Expor
 ExporterConfig *exporter_config_free(ExporterConfig *c);
 
 const DutConfig *exporter_config_find_dut(const ExporterConfig *c, const char *name);
+
+/* "HOST:PORT": HOST a DNS name, an IPv4 address or a bracketed IPv6 one; PORT 1..65535. */
+bool endpoint_is_valid(const char *s);
 
 /* [a-z0-9][a-z0-9-]{0,62} */
 bool dut_name_is_valid(const char *name);

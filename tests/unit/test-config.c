@@ -380,7 +380,7 @@ TEST(errors_top_level) {
         check_error_exact("apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: x}\n",
                           FILE_PATH ":1:1: missing required key \"export\"");
         check_error_exact("apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nspec: {}\n",
-                          FILE_PATH ":3:1: spec: unknown key (known: apiVersion, kind, metadata, export)");
+                          FILE_PATH ":3:1: spec: unknown key (known: apiVersion, kind, metadata, export, endpoint, tls, token, streams)");
         check_error_exact("apiVersion: [1]\n", FILE_PATH ":1:13: apiVersion: expected a string, got a sequence");
 }
 
@@ -871,6 +871,130 @@ TEST(errors_gpio) {
         check_error_exact(HEAD "  dut1:\n    gpio:\n      a: { type: gpio, config: { chip: c, line: 1 } }\n"
                           "      a: { type: gpio, config: { chip: c, line: 2 } }\n",
                           FILE_PATH ":9:7: export.dut1.gpio.a: duplicate key at lines 8 and 9");
+}
+
+/* Three base64url parts: the shape of a JWT, which is all the parser checks. */
+#define TOKEN "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJsYWIxIn0.c2ln-_x"
+#define LINK_HEAD                                \
+        "apiVersion: jumpstarter.dev/v1alpha1\n" \
+        "kind: ExporterConfig\n"                 \
+        "metadata:\n"                            \
+        "  name: desk\n"
+
+TEST(link_keys) {
+        _cleanup_(exporter_config_freep) ExporterConfig *c = parse_ok(
+                LINK_HEAD
+                "endpoint: \"127.0.0.1:8443\"\n"
+                "tls:\n"
+                "  ca: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\"\n"
+                "  insecure: false\n"
+                "token: " TOKEN "\n"
+                "streams:\n"
+                "  listen: \"[::]:8444\"\n"
+                "  advertise: \"192.0.2.20\"\n"
+                "export:\n"
+                "  dut1:\n"
+                "    type: sim\n");
+
+        ASSERT_STREQ(c->endpoint, "127.0.0.1:8443");
+        ASSERT_STREQ(c->token, TOKEN);
+        ASSERT_STREQ(c->tls_ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        ASSERT_TRUE(c->tls_ca_path == NULL);
+        ASSERT_FALSE(c->tls_insecure);
+        ASSERT_STREQ(c->streams_listen, "[::]:8444");
+        ASSERT_STREQ(c->streams_advertise, "192.0.2.20");
+        ASSERT_EQ_U(c->n_duts, 1);
+}
+
+TEST(link_defaults_and_paths) {
+        _cleanup_(exporter_config_freep) ExporterConfig *local = parse_ok(HEAD "  dut1:\n    type: sim\n");
+        _cleanup_(exporter_config_freep) ExporterConfig *c = parse_ok(
+                LINK_HEAD
+                "endpoint: controller.example.com:443\n"
+                "token: " TOKEN "\n"
+                "tls: { ca: certs/ca.pem, insecure: yes }\n"
+                "export: {}\n");
+        _cleanup_(exporter_config_freep) ExporterConfig *empty = parse_ok(
+                LINK_HEAD "endpoint: \"[::1]:8443\"\ntoken: " TOKEN "\nexport:\nstreams:\n  listen: \":0\"\n");
+
+        /* Local mode: no link, the default stream listener. */
+        ASSERT_TRUE(local->endpoint == NULL);
+        ASSERT_TRUE(local->token == NULL);
+        ASSERT_STREQ(local->streams_listen, "0.0.0.0:0");
+        ASSERT_TRUE(local->streams_advertise == NULL);
+
+        ASSERT_STREQ(c->endpoint, "controller.example.com:443");
+        ASSERT_STREQ(c->tls_ca_path, "/abs/certs/ca.pem");
+        ASSERT_TRUE(c->tls_ca == NULL);
+        ASSERT_TRUE(c->tls_insecure);
+        ASSERT_EQ_U(c->n_duts, 0);
+
+        ASSERT_STREQ(empty->endpoint, "[::1]:8443");
+        ASSERT_EQ_U(empty->n_duts, 0);
+        ASSERT_STREQ(empty->streams_listen, ":0");
+}
+
+TEST(errors_link) {
+        check_error_exact(LINK_HEAD "endpoint: 127.0.0.1:8443\nexport: {}\n",
+                          FILE_PATH ":1:1: missing required key \"token\" (the exporter's token for the endpoint)");
+        check_error_exact(LINK_HEAD "token: " TOKEN "\nexport: {}\n",
+                          FILE_PATH ":1:1: missing required key \"endpoint\" (the controller that the token is for)");
+        check_error_exact(LINK_HEAD "endpoint: 127.0.0.1\ntoken: " TOKEN "\nexport: {}\n",
+                          FILE_PATH ":5:11: endpoint: expected the controller's address as HOST:PORT such as "
+                          "\"controller.example.com:8443\", got \"127.0.0.1\"");
+        check_error(LINK_HEAD "endpoint: \"127.0.0.1:0\"\ntoken: " TOKEN "\nexport: {}\n",
+                    FILE_PATH ":5:11: endpoint: expected the controller's address", "got \"127.0.0.1:0\"");
+        check_error(LINK_HEAD "endpoint: \"https://c:8443\"\ntoken: " TOKEN "\nexport: {}\n",
+                    FILE_PATH ":5:11: endpoint: expected the controller's address", "");
+        check_error(LINK_HEAD "endpoint: \"[fe80::zz]:8443\"\ntoken: " TOKEN "\nexport: {}\n",
+                    FILE_PATH ":5:11: endpoint: expected the controller's address", "");
+        check_error(LINK_HEAD "endpoint: 8443\ntoken: " TOKEN "\nexport: {}\n",
+                    FILE_PATH ":5:11: endpoint: expected a string, got the number 8443", "");
+        /* A token goes into an HTTP header: nothing but base64url and dots. */
+        check_error_exact(LINK_HEAD "endpoint: c:1\ntoken: \"abc.def\\r\\nX: y.z\"\nexport: {}\n",
+                          FILE_PATH ":6:8: token: expected a token (three base64url parts joined by dots, as jmp admin "
+                          "create exporter writes it), got \"abc.def\\x0d\\x0aX: y.z\"");
+        check_error(LINK_HEAD "endpoint: c:1\ntoken: a..b\nexport: {}\n", FILE_PATH ":6:8: token: expected a token", "");
+        check_error(LINK_HEAD "endpoint: c:1\ntoken: a.b\nexport: {}\n", FILE_PATH ":6:8: token: expected a token", "");
+        check_error_exact(LINK_HEAD "tls: { insecure: true }\nexport: { dut1: { type: sim } }\n",
+                          FILE_PATH ":5:6: tls: only used with an \"endpoint\"");
+        check_error_exact(LINK_HEAD "endpoint: c:1\ntoken: " TOKEN "\ntls: { insecure: maybe }\nexport: {}\n",
+                          FILE_PATH ":7:18: tls.insecure: expected true or false, got \"maybe\"");
+        check_error_exact(LINK_HEAD "endpoint: c:1\ntoken: " TOKEN "\ntls: { cert: x }\nexport: {}\n",
+                          FILE_PATH ":7:8: tls.cert: unknown key (known: ca, insecure)");
+        check_error_exact(LINK_HEAD "endpoint: c:1\ntoken: " TOKEN "\ntls: { ca: \"\" }\nexport: {}\n",
+                          FILE_PATH ":7:12: tls.ca: expected a PEM certificate or the name of a PEM file, got \"\"");
+        check_error(LINK_HEAD "endpoint: c:1\ntoken: " TOKEN "\ntls: { ca: \"-----BEGIN PRIVATE KEY-----\" }\nexport: {}\n",
+                    FILE_PATH ":7:12: tls.ca: expected a PEM certificate", "");
+        check_error_exact(LINK_HEAD "streams: { listen: \"0.0.0.0\" }\nexport: { dut1: { type: sim } }\n",
+                          FILE_PATH ":5:20: streams.listen: expected an address to listen on such as \"0.0.0.0:8444\", "
+                          "\"[::]:8444\" or \":0\", got \"0.0.0.0\"");
+        check_error(LINK_HEAD "streams: { listen: \"host:1\" }\nexport: { dut1: { type: sim } }\n",
+                    FILE_PATH ":5:20: streams.listen: expected an address to listen on", "");
+        check_error(LINK_HEAD "streams: { listen: \"0.0.0.0:65536\" }\nexport: { dut1: { type: sim } }\n",
+                    FILE_PATH ":5:20: streams.listen: expected an address to listen on", "");
+        check_error_exact(LINK_HEAD "streams: { advertise: example.com }\nexport: { dut1: { type: sim } }\n",
+                          FILE_PATH ":5:23: streams.advertise: expected an IP address, optionally with a port, such "
+                          "as \"192.0.2.20\", got \"example.com\"");
+        check_error_exact(LINK_HEAD "streams: { bind: x }\nexport: { dut1: { type: sim } }\n",
+                          FILE_PATH ":5:12: streams.bind: unknown key (known: listen, advertise)");
+        /* Without an endpoint, export still needs a DUT. */
+        check_error_exact(LINK_HEAD "export: {}\n", FILE_PATH ":5:9: export: no DUTs: describe at least one");
+        check_error_exact(LINK_HEAD "endpoint: c:1\ntoken: " TOKEN "\n", FILE_PATH ":1:1: missing required key \"export\"");
+}
+
+TEST(addresses) {
+        ASSERT_TRUE(endpoint_is_valid("127.0.0.1:8443"));
+        ASSERT_TRUE(endpoint_is_valid("[::1]:1"));
+        ASSERT_TRUE(endpoint_is_valid("Controller.Example.com:65535"));
+        ASSERT_FALSE(endpoint_is_valid("[::1]"));
+        ASSERT_FALSE(endpoint_is_valid("::1:8443"));
+        ASSERT_FALSE(endpoint_is_valid("c:08443"));
+        ASSERT_FALSE(endpoint_is_valid("c:65536"));
+        ASSERT_FALSE(endpoint_is_valid(":8443"));
+        ASSERT_FALSE(endpoint_is_valid("-c:8443"));
+        ASSERT_FALSE(endpoint_is_valid("c d:8443"));
+        ASSERT_FALSE(endpoint_is_valid(NULL));
 }
 
 TEST(free_null) {
