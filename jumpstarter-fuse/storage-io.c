@@ -4,8 +4,11 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "block-protocol.h"
 #include "log.h"
 #include "macro.h"
 #include "storage-io.h"
@@ -32,6 +35,16 @@ typedef struct StorageIoJob {
         char *data;             /* a write's payload, copied out of the session's receive buffer */
 } StorageIoJob;
 
+/* Storage on another host (a remote DUT) comes as a socket that speaks the block protocol of
+ * docs/protocol.md: one request and its answer at a time per socket, so each socket has a lock,
+ * found by its inode (every job has its own dup of the fd). */
+typedef struct SocketLock {
+        ino_t ino;
+        unsigned users;
+        pthread_mutex_t mutex;
+        struct SocketLock *next;
+} SocketLock;
+
 struct StorageIo {
         pthread_t threads[STORAGE_IO_THREADS];
         size_t n_threads;
@@ -39,6 +52,7 @@ struct StorageIo {
         pthread_cond_t cond;
         StorageIoJob *head, **tail;
         bool stop;
+        SocketLock *socket_locks; /* under mutex */
 };
 
 static void job_free(StorageIoJob *j) {
@@ -49,14 +63,173 @@ static void job_free(StorageIoJob *j) {
         free(j);
 }
 
+static SocketLock *socket_lock_acquire(StorageIo *s, ino_t ino) {
+        SocketLock *l;
+
+        pthread_mutex_lock(&s->mutex);
+        for (l = s->socket_locks; l; l = l->next)
+                if (l->ino == ino)
+                        break;
+        if (!l) {
+                l = calloc(1, sizeof *l);
+                if (!l) {
+                        pthread_mutex_unlock(&s->mutex);
+                        return NULL;
+                }
+                l->ino = ino;
+                pthread_mutex_init(&l->mutex, NULL);
+                l->next = s->socket_locks;
+                s->socket_locks = l;
+        }
+        l->users++;
+        pthread_mutex_unlock(&s->mutex);
+        pthread_mutex_lock(&l->mutex);
+        return l;
+}
+
+static void socket_lock_release(StorageIo *s, SocketLock *l) {
+        pthread_mutex_unlock(&l->mutex);
+        pthread_mutex_lock(&s->mutex);
+        if (--l->users == 0) {
+                for (SocketLock **link = &s->socket_locks; *link; link = &(*link)->next)
+                        if (*link == l) {
+                                *link = l->next;
+                                break;
+                        }
+                pthread_mutex_destroy(&l->mutex);
+                free(l);
+        }
+        pthread_mutex_unlock(&s->mutex);
+}
+
+static bool sock_send_all(int fd, const void *data, size_t n) {
+        const uint8_t *p = data;
+
+        while (n > 0) {
+                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return false;
+                p += k;
+                n -= (size_t) k;
+        }
+        return true;
+}
+
+static bool sock_recv_all(int fd, void *data, size_t n) {
+        uint8_t *p = data;
+
+        while (n > 0) {
+                ssize_t k = recv(fd, p, n, MSG_WAITALL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return false;
+                p += k;
+                n -= (size_t) k;
+        }
+        return true;
+}
+
+/* One request and its answer. Returns the answer's result; a lost connection or an answer that
+ * breaks the protocol is -EIO (the stream is over: every later request fails the same way). */
+static int32_t block_call(int fd, uint8_t op, uint64_t off, const void *wdata, size_t n, void *rdata) {
+        uint8_t header[BLOCK_REQUEST_SIZE], answer[BLOCK_ANSWER_SIZE];
+        int32_t result;
+
+        block_request_encode(&(BlockRequest) { .op = op, .length = (uint32_t) n, .offset = off }, header);
+        if (!sock_send_all(fd, header, sizeof header))
+                return -EIO;
+        if (op == BLOCK_OP_WRITE && !sock_send_all(fd, wdata, n))
+                return -EIO;
+        if (!sock_recv_all(fd, answer, sizeof answer) || !block_answer_decode(answer, &result))
+                return -EIO;
+        if (op == BLOCK_OP_READ && result > 0) {
+                if ((size_t) result > n || !sock_recv_all(fd, rdata, (size_t) result))
+                        return -EIO;
+        }
+        if (result < -4095)
+                return -EIO;
+        return result;
+}
+
+/* pread/pwrite/fsync over the block protocol, requests split at its 4 MiB limit. Returns bytes
+ * done (short at the end or at an error after some bytes), or a negative errno. */
+static ssize_t block_transfer(int fd, uint8_t op, char *buf, size_t size, off_t off) {
+        size_t done = 0;
+
+        if (op == BLOCK_OP_FSYNC)
+                return block_call(fd, op, 0, NULL, 0, NULL);
+        while (done < size) {
+                size_t n = MIN(size - done, (size_t) BLOCK_LENGTH_MAX);
+                int32_t k = block_call(fd, op, (uint64_t) off + done, buf + done, n, buf + done);
+
+                if (k < 0)
+                        return done > 0 && k != -EIO ? (ssize_t) done : k;
+                done += (size_t) k;
+                if ((size_t) k < n)
+                        break;
+        }
+        return (ssize_t) done;
+}
+
+static void job_run_socket(StorageIo *s, StorageIoJob *j, ino_t ino, char **buf, size_t *buf_size) {
+        SocketLock *l;
+        ssize_t n;
+
+        if (j->kind == STORAGE_IO_READ && j->size > *buf_size) {
+                char *b = realloc(*buf, j->size);
+
+                if (!b) {
+                        (void) fuse_reply_err(j->req, ENOMEM);
+                        return;
+                }
+                *buf = b;
+                *buf_size = j->size;
+        }
+        l = socket_lock_acquire(s, ino);
+        if (!l) {
+                (void) fuse_reply_err(j->req, ENOMEM);
+                return;
+        }
+        switch (j->kind) {
+        case STORAGE_IO_READ:
+                n = block_transfer(j->fd, BLOCK_OP_READ, *buf, j->size, j->off);
+                break;
+        case STORAGE_IO_WRITE:
+                n = block_transfer(j->fd, BLOCK_OP_WRITE, j->data, j->size, j->off);
+                break;
+        default:
+                n = block_transfer(j->fd, BLOCK_OP_FSYNC, NULL, 0, 0);
+                break;
+        }
+        socket_lock_release(s, l);
+
+        if (n < 0)
+                (void) fuse_reply_err(j->req, (int) -n);
+        else if (j->kind == STORAGE_IO_READ)
+                (void) fuse_reply_buf(j->req, *buf, (size_t) n);
+        else if (j->kind == STORAGE_IO_WRITE)
+                (void) fuse_reply_write(j->req, (size_t) n);
+        else
+                (void) fuse_reply_err(j->req, 0);
+}
+
 /* The workers answer the requests themselves: fuse_reply_*() only writes the answer to /dev/fuse and
  * libfuse locks its request list, so this is safe from any thread (libfuse's own multi-threaded loop
  * does the same). Nothing of the loop's is touched here: the job owns its fd (a dup, so a release or
  * a lost daemon closing the handle's fd on the loop cannot pull it away or have it reused under us)
  * and its payload, so no result has to travel back to the loop, and no Handle reference crosses
  * threads. */
-static void job_run(StorageIoJob *j, char **buf, size_t *buf_size) {
+static void job_run(StorageIo *s, StorageIoJob *j, char **buf, size_t *buf_size) {
+        struct stat st;
         ssize_t n;
+
+        if (fstat(j->fd, &st) >= 0 && S_ISSOCK(st.st_mode))
+                return job_run_socket(s, j, st.st_ino, buf, buf_size);
 
         switch (j->kind) {
         case STORAGE_IO_READ:
@@ -121,7 +294,7 @@ static void *storage_io_thread(void *userdata) {
                         s->tail = &s->head;
                 pthread_mutex_unlock(&s->mutex);
 
-                job_run(j, &buf, &buf_size);
+                job_run(s, j, &buf, &buf_size);
                 job_free(j);
 
                 pthread_mutex_lock(&s->mutex);

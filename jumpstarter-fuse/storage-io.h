@@ -11,7 +11,11 @@ int storage_io_new(StorageIo **ret);
 /* Lets the workers finish (and answer) every queued request, then joins them. NULL-safe. */
 StorageIo *storage_io_free(StorageIo *s);
 
-/* Each takes a request that is answered by a worker: fuse_reply_buf() with what pread() on fd returned,
+/* A storage fd that is a socket (a remote DUT's storage stream) speaks the block protocol of
+ * docs/protocol.md ("Data streams", storage) instead of pread()/pwrite()/fsync(): one request and its
+ * answer at a time per socket, split at 4 MiB; a lost connection is EIO.
+ *
+ * Each takes a request that is answered by a worker: fuse_reply_buf() with what pread() on fd returned,
  * fuse_reply_write() with what was written, or fuse_reply_err(). fd is dup'ed, so the caller may close its
  * own at any time. The write's payload is copied out of bufv before this returns. On failure (-errno) the
  * request is not answered. */

@@ -11,6 +11,7 @@ static const Driver *const *const driver_families[] = {
         drivers_gpio,
         drivers_storage,
         drivers_qemu,
+        drivers_remote,
 };
 
 static const char *const power_state_table[_POWER_STATE_MAX] = {

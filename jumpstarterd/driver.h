@@ -75,6 +75,9 @@ typedef struct SerialDriverOps {
 
 /* Called once when a mux switch that attach()/detach() left pending is finished. */
 typedef void (*StorageDoneFunc)(int r, void *userdata);
+/* Called once when an open_async() finished: r is 0 with fd (the caller's to close) and the storage
+ * size, or a negative errno (fd is -EBADF then). */
+typedef void (*StorageOpenFunc)(int r, int fd, uint64_t size, void *userdata);
 
 typedef struct StorageDriverOps {
         uint64_t (*size)(void *instance);
@@ -88,6 +91,14 @@ typedef struct StorageDriverOps {
          * previous one is done, and never attaches while the DUT is powered. */
         int (*attach)(void *instance, StorageDoneFunc done, void *userdata);
         int (*detach)(void *instance, StorageDoneFunc done, void *userdata);
+        /* Optional, instead of open(), for storage that takes a while to reach (on another host):
+         * returns 0 and calls done later (never from within), or a negative errno. Such a driver
+         * enforces the storage rules itself (EBUSY while powered: its remote end does); the DUT
+         * then applies none of its own. The fd may be a socket that speaks the block protocol of
+         * docs/protocol.md ("Data streams", storage) instead of a file. */
+        int (*open_async)(void *instance, bool writable, StorageOpenFunc done, void *userdata);
+        /* With open_async: forgets a pending open (by userdata); done is not called. */
+        void (*cancel_open)(void *instance, void *userdata);
 } StorageDriverOps;
 
 /* One GPIO line (a DUT's gpio/<name>). Values are logical: active_low is the driver's business. The
@@ -121,6 +132,7 @@ extern const Driver *const drivers_power[];
 extern const Driver *const drivers_gpio[];
 extern const Driver *const drivers_storage[];
 extern const Driver *const drivers_qemu[];
+extern const Driver *const drivers_remote[];
 
 extern const Driver driver_sim;
 extern const Driver driver_file;

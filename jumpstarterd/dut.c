@@ -7,6 +7,7 @@
 #include "dut.h"
 #include "log.h"
 #include "macro.h"
+#include "remote.h"
 #include "serial-port.h"
 
 typedef struct DriverInstance {
@@ -15,9 +16,10 @@ typedef struct DriverInstance {
         void *instance;
 } DriverInstance;
 
-/* An open that waits for the mux to hand the storage to the host. */
+/* An open that waits for the mux to hand the storage to the host, or for a driver's open_async(). */
 typedef struct StorageOpen StorageOpen;
 struct StorageOpen {
+        Dut *dut;
         bool writable;
         DutStorageOpenFunc done;
         void *userdata;
@@ -42,6 +44,14 @@ struct ReadingRequest {
         void *userdata;
         ReadingRequest *next;
 };
+
+/* Someone who follows console output and power changes besides the owner (a data stream). */
+typedef struct DutListener {
+        DutSerialOutputFunc serial_output;
+        DutPowerChangedFunc power_changed;
+        void *userdata;
+        bool removed;
+} DutListener;
 
 struct Dut {
         sd_event *event;
@@ -79,6 +89,13 @@ struct Dut {
         unsigned n_storage_sessions;
         bool storage_attached, storage_switching, storage_attaching, power_waits_for_storage;
         StorageOpen *storage_waiters;
+        /* Opens with the driver's open_async(). */
+        StorageOpen *storage_async_opens;
+
+        /* Removed entries stay until no call runs through the array. */
+        DutListener *listeners;
+        size_t n_listeners;
+        unsigned listeners_busy;
 };
 
 const char *dut_get_name(const Dut *d) {
@@ -98,11 +115,86 @@ unsigned dut_get_classes(const Dut *d) {
         return mask;
 }
 
+static void dut_listeners_gc(Dut *d) {
+        size_t j = 0;
+
+        if (d->listeners_busy > 0)
+                return;
+        for (size_t i = 0; i < d->n_listeners; i++)
+                if (!d->listeners[i].removed)
+                        d->listeners[j++] = d->listeners[i];
+        d->n_listeners = j;
+}
+
+int dut_add_listener(Dut *d, DutSerialOutputFunc serial_output, DutPowerChangedFunc power_changed, void *userdata) {
+        DutListener *l;
+
+        assert(d);
+        l = realloc(d->listeners, (d->n_listeners + 1) * sizeof *l);
+        if (!l)
+                return -ENOMEM;
+        d->listeners = l;
+        d->listeners[d->n_listeners++] = (DutListener) {
+                .serial_output = serial_output,
+                .power_changed = power_changed,
+                .userdata = userdata,
+        };
+        return 0;
+}
+
+void dut_remove_listener(Dut *d, void *userdata) {
+        for (size_t i = 0; i < d->n_listeners; i++)
+                if (d->listeners[i].userdata == userdata)
+                        d->listeners[i].removed = true;
+        dut_listeners_gc(d);
+}
+
+static void dut_notify_listeners(Dut *d, const void *data, size_t n, bool power, PowerState state) {
+        /* Entries added meanwhile are not called this time; removed ones are skipped. */
+        size_t count = d->n_listeners;
+
+        d->listeners_busy++;
+        for (size_t i = 0; i < count; i++) {
+                DutListener l = d->listeners[i];
+
+                if (l.removed)
+                        continue;
+                if (power && l.power_changed)
+                        l.power_changed(d, state, l.userdata);
+                else if (!power && l.serial_output)
+                        l.serial_output(d, data, n, l.userdata);
+        }
+        d->listeners_busy--;
+        dut_listeners_gc(d);
+}
+
+int dut_write_serial(Dut *d, const void *data, size_t n) {
+        if (!d->serial)
+                return -EOPNOTSUPP;
+        if (d->serial->input && n > 0)
+                d->serial->input(d->serial_instance, data, n);
+        return 0;
+}
+
+int dut_set_stream_token(Dut *d, const char *token) {
+        int r = -EOPNOTSUPP;
+
+        for (size_t i = 0; i < d->n_drivers; i++)
+                if (d->drivers[i].driver == &driver_remote) {
+                        r = remote_set_token(d->drivers[i].instance, token);
+                        if (r < 0)
+                                return r;
+                }
+        return r;
+}
+
 static void dut_on_serial_output(void *userdata, const void *data, size_t n) {
         Dut *d = userdata;
 
         if (d->serial_port)
                 serial_port_write(d->serial_port, data, n);
+        if (d->n_listeners > 0)
+                dut_notify_listeners(d, data, n, false, POWER_UNKNOWN);
 }
 
 static void dut_on_serial_input(const void *data, size_t n, void *userdata) {
@@ -132,6 +224,8 @@ static void dut_on_power_changed(void *userdata, PowerState state) {
 
         if (d->power_changed)
                 d->power_changed(d, state, d->userdata);
+        if (d->n_listeners > 0)
+                dut_notify_listeners(d, NULL, 0, true, state);
 }
 
 int dut_get_power(Dut *d, PowerState *ret) {
@@ -241,8 +335,10 @@ static int dut_power_start(Dut *d, PowerAction action) {
         if (action == POWER_ACTION_ON || action == POWER_ACTION_CYCLE) {
                 if (d->stopping)
                         return -ECANCELED;
-                if (d->n_storage_writers > 0 || d->storage_waiters ||
-                    (d->storage && d->storage->attach && d->n_storage_sessions > 0))
+                /* Storage on another host: its exporter refuses, and its error comes back. */
+                if (!(d->storage && d->storage->open_async) &&
+                    (d->n_storage_writers > 0 || d->storage_waiters ||
+                     (d->storage && d->storage->attach && d->n_storage_sessions > 0)))
                         return -EBUSY;
                 /* The card is on its way back to the DUT: power on once it is there. */
                 if (d->storage_switching) {
@@ -322,7 +418,7 @@ uint64_t dut_get_storage_size(const Dut *d) {
 int dut_open_storage(Dut *d, bool writable, int *ret_fd, uint64_t *ret_size) {
         int fd;
 
-        if (!d->storage)
+        if (!d->storage || !d->storage->open)
                 return -EOPNOTSUPP;
 
         if (writable && d->power &&
@@ -439,6 +535,44 @@ static void dut_on_storage_switched(int r, void *userdata) {
         }
 }
 
+static void dut_on_storage_async_opened(int r, int fd, uint64_t size, void *userdata) {
+        StorageOpen *w = userdata;
+        Dut *d = w->dut;
+
+        for (StorageOpen **link = &d->storage_async_opens; *link; link = &(*link)->next)
+                if (*link == w) {
+                        *link = w->next;
+                        break;
+                }
+        if (r >= 0) {
+                d->n_storage_sessions++;
+                if (w->writable)
+                        d->n_storage_writers++;
+        } else
+                log_dut_prefix(LOG_ERR, r, dut_get_name(d), "Failed to open storage: %m");
+        w->done(d, r, r < 0 ? -EBADF : fd, size, w->userdata);
+        free(w);
+}
+
+/* The driver reaches the storage in the background (on another host, whose rules apply there). */
+static int dut_open_storage_async(Dut *d, bool writable, DutStorageOpenFunc done, void *userdata) {
+        StorageOpen *w;
+        int r;
+
+        w = malloc(sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        *w = (StorageOpen) { .dut = d, .writable = writable, .done = done, .userdata = userdata, .fd = -EBADF };
+        r = d->storage->open_async(d->storage_instance, writable, dut_on_storage_async_opened, w);
+        if (r < 0) {
+                free(w);
+                return r;
+        }
+        w->next = d->storage_async_opens;
+        d->storage_async_opens = w;
+        return 0;
+}
+
 int dut_open_storage_session(Dut *d, bool writable, DutStorageOpenFunc done, void *userdata,
                              int *ret_fd, uint64_t *ret_size) {
         StorageOpen *w, **tail;
@@ -449,6 +583,8 @@ int dut_open_storage_session(Dut *d, bool writable, DutStorageOpenFunc done, voi
 
         if (!d->storage)
                 return -EOPNOTSUPP;
+        if (d->storage->open_async)
+                return dut_open_storage_async(d, writable, done, userdata);
         /* Reading storage that stays with the host while the DUT runs is harmless; a card behind
          * a mux is with the DUT then. */
         if ((writable || dut_storage_is_muxed(d)) && dut_is_powered_or_switching(d))
@@ -474,6 +610,16 @@ int dut_open_storage_session(Dut *d, bool writable, DutStorageOpenFunc done, voi
 }
 
 void dut_cancel_storage_open(Dut *d, void *userdata) {
+        for (StorageOpen **link = &d->storage_async_opens; *link; link = &(*link)->next)
+                if ((*link)->userdata == userdata) {
+                        StorageOpen *w = *link;
+
+                        *link = w->next;
+                        if (d->storage->cancel_open)
+                                d->storage->cancel_open(d->storage_instance, w);
+                        free(w);
+                        return;
+                }
         for (StorageOpen **link = &d->storage_waiters; *link; link = &(*link)->next)
                 if ((*link)->userdata == userdata) {
                         StorageOpen *w = *link;
@@ -738,6 +884,13 @@ Dut *dut_free(Dut *d) {
                 w->done(d, -ECANCELED, -EBADF, 0, w->userdata);
                 free(w);
         }
+        /* The drivers are gone: they call none of these back any more. */
+        for (StorageOpen *w; (w = d->storage_async_opens);) {
+                d->storage_async_opens = w->next;
+                w->done(d, -ECANCELED, -EBADF, 0, w->userdata);
+                free(w);
+        }
+        free(d->listeners);
 
         serial_port_free(d->serial_port);
         sd_event_unref(d->event);

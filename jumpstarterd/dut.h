@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
@@ -42,6 +43,20 @@ int dut_set_power(Dut *d, PowerAction action, DutPowerDoneFunc done, void *userd
 /* Powers off for good, after the actions already queued; later ones that would power on fail
  * with -ECANCELED. Returns as dut_set_power(). */
 int dut_stop(Dut *d, DutPowerDoneFunc done, void *userdata);
+
+/* Console output of the board, as the terminal gets it. */
+typedef void (*DutSerialOutputFunc)(Dut *d, const void *data, size_t n, void *userdata);
+/* Another party that follows the DUT (a data stream): console output and power changes go to it
+ * too (either function may be NULL) until dut_remove_listener() with the same userdata. The
+ * functions may remove listeners, their own included. */
+int dut_add_listener(Dut *d, DutSerialOutputFunc serial_output, DutPowerChangedFunc power_changed, void *userdata);
+void dut_remove_listener(Dut *d, void *userdata);
+/* Keystrokes for the console, as if typed on the DUT's terminal. -EOPNOTSUPP without a serial
+ * driver. */
+int dut_write_serial(Dut *d, const void *data, size_t n);
+/* Gives a driver that reaches its device with a stream token (type remote) a new token for its
+ * next connections. -EOPNOTSUPP if the DUT has no such driver. */
+int dut_set_stream_token(Dut *d, const char *token);
 
 /* NULL without a serial driver. */
 const char *dut_get_serial_path(const Dut *d);

@@ -41,6 +41,7 @@ static const DriverType *const *const families[] = {
         driver_types_gpio,
         driver_types_storage,
         driver_types_qemu,
+        driver_types_remote,
 };
 
 const DriverType *driver_type_next(const DriverType *prev) {
