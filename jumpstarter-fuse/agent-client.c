@@ -4,6 +4,7 @@
 
 #include "agent-api.h"
 #include "agent-client.h"
+#include "config.h"
 #include "log.h"
 #include "macro.h"
 
@@ -129,6 +130,25 @@ void agent_drop(Agent *a) {
         agent_lost(a);
 }
 
+static int agent_on_dut_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Agent *a = userdata;
+        bool added = sd_bus_message_is_signal(m, AGENT_INTERFACE, "DutAdded");
+        const char *dut;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &dut);
+        if (r <= 0 || !dut_name_is_valid(dut)) {
+                log_warning("Ignoring a %s signal without a valid DUT name.", sd_bus_message_get_member(m));
+                return 0;
+        }
+        log_debug("%s %s", sd_bus_message_get_member(m), dut);
+        if (added && a->callbacks.dut_added)
+                a->callbacks.dut_added(a, dut, a->userdata);
+        else if (!added && a->callbacks.dut_removed)
+                a->callbacks.dut_removed(a, dut, a->userdata);
+        return 0;
+}
+
 static int agent_open(Agent *a) {
         _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
         int r;
@@ -144,6 +164,15 @@ static int agent_open(Agent *a) {
                 return r;
         r = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
                                 "org.freedesktop.DBus.Local", "Disconnected", agent_on_disconnected, a);
+        if (r < 0)
+                return r;
+        /* Peer to peer there is no bus to add matches to: the filters are local. */
+        r = sd_bus_match_signal(bus, NULL, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "DutAdded",
+                                agent_on_dut_signal, a);
+        if (r < 0)
+                return r;
+        r = sd_bus_match_signal(bus, NULL, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "DutRemoved",
+                                agent_on_dut_signal, a);
         if (r < 0)
                 return r;
         r = sd_bus_start(bus);

@@ -15,6 +15,10 @@ typedef struct AgentCallbacks {
         /* The connection was lost; every call still pending has already been failed with -EIO. A new
          * connection is attempted every second. */
         void (*disconnected)(Agent *a, void *userdata);
+        /* The signals DutAdded and DutRemoved, with a valid DUT name (others are ignored), in the
+         * order they came among the replies. */
+        void (*dut_added)(Agent *a, const char *dut, void *userdata);
+        void (*dut_removed)(Agent *a, const char *dut, void *userdata);
 } AgentCallbacks;
 
 /* The reply of a call: error is 0 and reply the method return, or error is a negative errno (the

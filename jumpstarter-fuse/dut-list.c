@@ -34,6 +34,37 @@ Dut *dut_list_find(const DutList *l, const char *name) {
         return NULL;
 }
 
+int dut_list_put(DutList *l, Dut *d) {
+        Dut *old = dut_list_find(l, d->name), *duts;
+
+        if (old) {
+                dut_done(old);
+                *old = *d;
+                *d = (Dut) {};
+                return 0;
+        }
+        duts = reallocarray(l->duts, l->n_duts + 1, sizeof *duts);
+        if (!duts)
+                return -ENOMEM;
+        l->duts = duts;
+        l->duts[l->n_duts++] = *d;
+        *d = (Dut) {};
+        return 0;
+}
+
+int dut_list_remove(DutList *l, const char *name) {
+        Dut *d = dut_list_find(l, name);
+        size_t i;
+
+        if (!d)
+                return 0;
+        i = (size_t) (d - l->duts);
+        dut_done(d);
+        memmove(l->duts + i, l->duts + i + 1, (l->n_duts - i - 1) * sizeof *l->duts);
+        l->n_duts--;
+        return 1;
+}
+
 bool dut_has_class(const Dut *d, int driver_class) {
         if (driver_class == DRIVER_CLASS_GPIO_LINES)
                 return d->gpio_lines;
@@ -228,7 +259,9 @@ static void on_describe_reply(sd_bus_message *reply, int error, void *userdata) 
         int r;
 
         if (error < 0) {
-                log_warning_errno(error, "DescribeDut(%s) failed: %m", d->name);
+                /* ENOENT: it went away meanwhile (DutRemoved follows). */
+                log_full_errno(error == -ENOENT ? LOG_DEBUG : LOG_WARNING, error, "DescribeDut(%s) failed: %m",
+                               d->name);
                 l->error = error;
         } else {
                 r = dut_parse_description(d, reply);
@@ -250,7 +283,8 @@ static void on_list_gpio_reply(sd_bus_message *reply, int error, void *userdata)
         int r;
 
         if (error < 0) {
-                log_warning_errno(error, "ListGpio(%s) failed: %m", d->name);
+                log_full_errno(error == -ENOENT ? LOG_DEBUG : LOG_WARNING, error, "ListGpio(%s) failed: %m",
+                               d->name);
                 l->error = error;
                 goto finish;
         }
@@ -350,6 +384,48 @@ static void on_list_reply(sd_bus_message *reply, int error, void *userdata) {
 finish:
         strv_free_all(names);
         dut_loader_finish(l);
+}
+
+int dut_list_load_one(Agent *a, const char *name, dut_list_loaded_t done, void *userdata) {
+        DutLoader *l;
+        int r;
+
+        if (!dut_name_is_valid(name))
+                return -EINVAL;
+
+        l = calloc(1, sizeof *l);
+        if (!l)
+                return -ENOMEM;
+        *l = (DutLoader) {
+                .n_ref = 1,
+                .agent = a,
+                .done = done,
+                .userdata = userdata,
+        };
+        l->list.duts = calloc(1, sizeof(Dut));
+        if (!l->list.duts) {
+                dut_loader_unref(l);
+                return -ENOMEM;
+        }
+        l->list.duts[0].name = strdup(name);
+        if (!l->list.duts[0].name) {
+                dut_loader_unref(l);
+                return -ENOMEM;
+        }
+        l->list.n_duts = 1;
+
+        /* Held while the calls are issued: a failure of the second must not finish the first. */
+        r = dut_loader_call(l, "DescribeDut", on_describe_reply, 0);
+        if (r >= 0)
+                r = dut_loader_call(l, "ListGpio", on_list_gpio_reply, 0);
+        if (r < 0 && l->n_pending > 0) {
+                /* A call is out: it finishes the loader, with this error. */
+                l->error = r;
+                dut_loader_unref(l);
+                return 0;
+        }
+        dut_loader_unref(l);
+        return r;
 }
 
 int dut_list_load(Agent *a, dut_list_loaded_t done, void *userdata) {

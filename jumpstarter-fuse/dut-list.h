@@ -30,6 +30,12 @@ Dut *dut_list_find(const DutList *l, const char *name);
 bool dut_has_class(const Dut *d, int driver_class);
 bool dut_has_gpio_line(const Dut *d, const char *line);
 
+/* Puts d into the list (moving its contents; d is left empty): appended, or in place of the DUT of
+ * the same name, which is freed. -ENOMEM leaves both as they were. */
+int dut_list_put(DutList *l, Dut *d);
+/* Removes (and frees) the DUT of that name: 1 if there was one, else 0. */
+int dut_list_remove(DutList *l, const char *name);
+
 /* Fills d from a DescribeDut reply (d->name must be set already). */
 int dut_parse_description(Dut *d, sd_bus_message *reply);
 /* Renders (key, value) pairs as "key=value\n" lines; with sort, sorted by key. */
@@ -41,3 +47,6 @@ typedef void (*dut_list_loaded_t)(DutList *list, int error, void *userdata);
 
 /* ListDuts, then DescribeDut for each (in parallel). Names that are not valid DUT names are skipped. */
 int dut_list_load(Agent *a, dut_list_loaded_t done, void *userdata);
+/* DescribeDut and ListGpio of one DUT (one that DutAdded announced): a list of that one, or an error
+ * (-ENOENT when it went away meanwhile). -EINVAL at once for a name that is not a valid DUT name. */
+int dut_list_load_one(Agent *a, const char *name, dut_list_loaded_t done, void *userdata);

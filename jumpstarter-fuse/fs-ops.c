@@ -13,6 +13,8 @@
 #include "macro.h"
 
 #define IO_BUFFER_MIN (128U * 1024U)
+/* Ending a lease asks the controller, which may be slow to answer. */
+#define RELEASE_TIMEOUT_USEC (60 * USEC_PER_SEC)
 
 static Filesystem *req_fs(fuse_req_t req) {
         return fuse_req_userdata(req);
@@ -238,47 +240,227 @@ static void fs_call_ready(Filesystem *fs, int error) {
                 ready(fs, error, fs->ready_userdata);
 }
 
-static int fs_install(Filesystem *fs, DutList *list) {
+/* Makes by_slot point into fs->duts again (after it changed). */
+static int fs_reindex(Filesystem *fs) {
         _cleanup_free_ Dut **by_slot = NULL;
         size_t slot;
         int r;
 
-        for (size_t i = 0; i < list->n_duts; i++) {
-                r = inode_table_slot(&fs->inodes, list->duts[i].name, true, &slot);
+        for (size_t i = 0; i < fs->duts.n_duts; i++) {
+                r = inode_table_slot(&fs->inodes, fs->duts.duts[i].name, true, &slot);
                 if (r < 0)
                         return r;
         }
         by_slot = calloc(MAX(fs->inodes.n_names, 1U), sizeof *by_slot);
         if (!by_slot)
                 return -ENOMEM;
+        for (size_t i = 0; i < fs->duts.n_duts; i++)
+                by_slot[fs_slot_of(fs, fs->duts.duts[i].name)] = &fs->duts.duts[i];
+
+        free(fs->by_slot);
+        fs->by_slot = TAKE_PTR(by_slot);
+        fs->n_by_slot = fs->inodes.n_names;
+        return 0;
+}
+
+/* A DUT came or went: drop what the kernel cached of its name and of its inodes (a DUT that comes
+ * back under the same name has the same inode numbers, and may be another device). */
+static void fs_invalidate_dut(Filesystem *fs, const char *name) {
+        size_t slot;
+
+        if (!fs->invalidator)
+                return;
+        (void) cache_invalidator_entry(fs->invalidator, INODE_ROOT, name);
+        if (inode_table_slot(&fs->inodes, name, false, &slot) >= 0)
+                for (FileKind k = 0; k < _FILE_KIND_MAX; k++)
+                        (void) cache_invalidator_inode(fs->invalidator, inode_make(slot, k));
+        (void) cache_invalidator_inode(fs->invalidator, INODE_ROOT);
+}
+
+/* Open files of a DUT that went away fail with EIO from now on; the daemon ended their sessions. */
+static void fs_kill_handles_of(Filesystem *fs, const char *name) {
+        for (Handle *h = fs->handles; h; h = h->next)
+                if (streq(h->dut, name))
+                        handle_kill(h);
+}
+
+static int fs_install(Filesystem *fs, DutList *list) {
+        DutList old = fs->duts;
+        int r;
+
+        /* Slots first, so that nothing changes if that fails. */
         for (size_t i = 0; i < list->n_duts; i++) {
-                slot = fs_slot_of(fs, list->duts[i].name);
-                by_slot[slot] = &list->duts[i];
+                size_t slot;
+
+                r = inode_table_slot(&fs->inodes, list->duts[i].name, true, &slot);
+                if (r < 0)
+                        return r;
+        }
+
+        fs->duts = *list;
+        *list = (DutList) {};
+        r = fs_reindex(fs);
+        if (r < 0) {
+                *list = fs->duts;
+                fs->duts = old;
+                return r;
         }
 
         /* DUTs that came or went, and those whose files may have changed: drop what the kernel
          * cached about them. Entries are re-looked-up when used next. */
+        for (size_t i = 0; i < old.n_duts; i++)
+                if (!dut_list_find(&fs->duts, old.duts[i].name)) {
+                        fs_kill_handles_of(fs, old.duts[i].name);
+                        fs_invalidate_dut(fs, old.duts[i].name);
+                }
         if (fs->invalidator) {
-                for (size_t i = 0; i < fs->inodes.n_names; i++)
-                        if (by_slot[i] || (i < fs->n_by_slot && fs->by_slot[i]))
-                                (void) cache_invalidator_entry(fs->invalidator, INODE_ROOT, fs->inodes.names[i]);
+                for (size_t i = 0; i < fs->duts.n_duts; i++)
+                        (void) cache_invalidator_entry(fs->invalidator, INODE_ROOT, fs->duts.duts[i].name);
                 (void) cache_invalidator_inode(fs->invalidator, INODE_ROOT);
         }
 
-        dut_list_done(&fs->duts);
-        fs->duts = *list;
-        *list = (DutList) {};
-        free(fs->by_slot);
-        fs->by_slot = TAKE_PTR(by_slot);
-        fs->n_by_slot = fs->inodes.n_names;
+        dut_list_done(&old);
         fs->serving = true;
         return 0;
+}
+
+static void fs_on_loaded(DutList *list, int error, void *userdata);
+
+/* Loads the whole list (again); one load at a time. */
+static void fs_reload(Filesystem *fs) {
+        int r;
+
+        if (fs->loading) {
+                fs->reload_wanted = true;
+                return;
+        }
+        fs->loading = true;
+        fs->reload_wanted = false;
+        r = dut_list_load(fs->agent, fs_on_loaded, fs);
+        if (r < 0) {
+                fs->loading = false;
+                log_warning_errno(r, "Failed to load the DUT list, reconnecting: %m");
+                agent_drop(fs->agent);
+        }
+}
+
+typedef struct DutAdd {
+        Filesystem *fs;
+        char *name;
+        bool cancelled;         /* the DUT went away (or the connection) before it was described */
+        struct DutAdd *prev, *next;
+} DutAdd;
+
+static void dut_add_free(DutAdd *a) {
+        if (!a)
+                return;
+        if (a->prev)
+                a->prev->next = a->next;
+        else
+                a->fs->adds = a->next;
+        if (a->next)
+                a->next->prev = a->prev;
+        free(a->name);
+        free(a);
+}
+
+static void fs_on_added_loaded(DutList *list, int error, void *userdata) {
+        DutAdd *a = userdata;
+        Filesystem *fs = a->fs;
+        _cleanup_free_ char *name = TAKE_PTR(a->name);
+        bool cancelled = a->cancelled;
+        int r;
+
+        dut_add_free(a);
+        if (cancelled)
+                return;
+        if (error == -ENOENT) {
+                log_debug("DUT %s went away before it was described.", name);
+                return;
+        }
+        if (error < 0) {
+                log_warning_errno(error, "Failed to describe the new DUT %s, reloading the list: %m", name);
+                return fs_reload(fs);
+        }
+        if (!fs->serving)
+                return;
+
+        r = dut_list_put(&fs->duts, &list->duts[0]);
+        if (r >= 0)
+                r = fs_reindex(fs);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to add DUT %s, reconnecting: %m", name);
+                return agent_drop(fs->agent);
+        }
+        fs_invalidate_dut(fs, name);
+        log_info("DUT %s added.", name);
+}
+
+void fs_dut_added(Filesystem *fs, const char *name) {
+        DutAdd *a;
+        int r;
+
+        /* A list that is loading may or may not have it: load it again afterwards. */
+        if (fs->loading || !fs->serving) {
+                fs->reload_wanted = true;
+                return;
+        }
+
+        a = calloc(1, sizeof *a);
+        if (!a || !(a->name = strdup(name))) {
+                free(a);
+                log_oom();
+                return fs_reload(fs);
+        }
+        a->fs = fs;
+        a->next = fs->adds;
+        if (a->next)
+                a->next->prev = a;
+        fs->adds = a;
+
+        r = dut_list_load_one(fs->agent, name, fs_on_added_loaded, a);
+        if (r < 0) {
+                dut_add_free(a);
+                log_warning_errno(r, "Failed to describe the new DUT %s, reloading the list: %m", name);
+                fs_reload(fs);
+        }
+}
+
+void fs_dut_removed(Filesystem *fs, const char *name) {
+        for (DutAdd *a = fs->adds; a; a = a->next)
+                if (streq(a->name, name))
+                        a->cancelled = true;
+        /* A list that is loading may still have it: load it again afterwards. */
+        if (fs->loading)
+                fs->reload_wanted = true;
+
+        /* Its open files fail at once, whatever the list. */
+        fs_kill_handles_of(fs, name);
+        if (dut_list_remove(&fs->duts, name) > 0) {
+                if (fs_reindex(fs) < 0) {
+                        log_oom();
+                        /* by_slot points into the old array: stop serving until reconnected. */
+                        fs->serving = false;
+                        return agent_drop(fs->agent);
+                }
+                fs_invalidate_dut(fs, name);
+                log_info("DUT %s removed.", name);
+        }
+}
+
+static void fs_on_agent_dut_added(Agent *a, const char *dut, void *userdata) {
+        fs_dut_added(userdata, dut);
+}
+
+static void fs_on_agent_dut_removed(Agent *a, const char *dut, void *userdata) {
+        fs_dut_removed(userdata, dut);
 }
 
 static void fs_on_loaded(DutList *list, int error, void *userdata) {
         Filesystem *fs = userdata;
         int r;
 
+        fs->loading = false;
         if (error < 0) {
                 if (fs->ready)
                         return fs_call_ready(fs, error);
@@ -296,14 +478,20 @@ static void fs_on_loaded(DutList *list, int error, void *userdata) {
 
         log_info("Serving %zu DUT%s.", fs->duts.n_duts, fs->duts.n_duts == 1 ? "" : "s");
         fs_call_ready(fs, 0);
+        if (fs->reload_wanted)
+                fs_reload(fs);
 }
 
 static void fs_on_connected(Agent *a, void *userdata) {
         Filesystem *fs = userdata;
         int r;
 
+        /* What a lost connection was loading is gone with it. */
+        fs->loading = true;
+        fs->reload_wanted = false;
         r = dut_list_load(a, fs_on_loaded, fs);
         if (r < 0) {
+                fs->loading = false;
                 if (fs->ready)
                         return fs_call_ready(fs, r);
                 log_warning_errno(r, "Failed to load the DUT list, reconnecting: %m");
@@ -315,6 +503,8 @@ static void fs_on_disconnected(Agent *a, void *userdata) {
         Filesystem *fs = userdata;
 
         fs->serving = false;
+        for (DutAdd *add = fs->adds; add; add = add->next)
+                add->cancelled = true;
         /* Open files belong to the lost connection: EIO from now on, also after a reconnection. */
         for (Handle *h = fs->handles; h; h = h->next)
                 handle_kill(h);
@@ -326,6 +516,8 @@ int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *use
         static const AgentCallbacks callbacks = {
                 .connected = fs_on_connected,
                 .disconnected = fs_on_disconnected,
+                .dut_added = fs_on_agent_dut_added,
+                .dut_removed = fs_on_agent_dut_removed,
         };
         Filesystem *fs;
         int r;
@@ -377,6 +569,9 @@ Filesystem *fs_free(Filesystem *fs) {
         /* Storage requests in flight still hold the session: they finish and are answered before the
          * caller unmounts. */
         fs->storage_io = storage_io_free(fs->storage_io);
+        /* Descriptions that the agent never answered. */
+        while (fs->adds)
+                dut_add_free(fs->adds);
 
         dut_list_done(&fs->duts);
         free(fs->by_slot);
@@ -465,6 +660,10 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
                 return gpio_file_getattr(fs, req, ino, 0);
 
         r = fs_resolve(fs, ino, &d, &kind);
+        /* Names are looked up first (ENOENT there): an inode the kernel still holds whose DUT went
+         * away is an open file of it (fstat), which fails as its reads do. */
+        if (r == -ENOENT)
+                r = -EIO;
         if (r < 0)
                 return (void) fuse_reply_err(req, -r);
         if (kind == FILE_KIND_SERIAL_LOG)
@@ -548,8 +747,40 @@ static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
         fs_op_create_denied(req);
 }
 
+static void on_release_reply(sd_bus_message *reply, int error, void *userdata) {
+        PendingRequest *p = userdata;
+
+        /* EPERM for a DUT of the daemon's own config. On success DutRemoved came before this reply:
+         * the directory is gone already. */
+        if (error < 0) {
+                log_debug_errno(error, "ReleaseDut(%s) failed: %m", p->dut);
+                return pending_request_fail(p, error);
+        }
+        (void) fuse_reply_err(p->req, 0);
+        p->req = NULL;
+}
+
 static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
-        fs_op_create_denied(req);
+        Filesystem *fs = req_fs(req);
+        PendingRequest *p;
+
+        /* rmdir of a DUT directory gives the DUT back: its lease ends. Nothing else is removed. */
+        if (parent != INODE_ROOT)
+                return fs_op_create_denied(req);
+        if (!fs->serving)
+                return (void) fuse_reply_err(req, EIO);
+        if (!dut_name_is_valid(name) || !dut_list_find(&fs->duts, name))
+                return (void) fuse_reply_err(req, ENOENT);
+
+        p = pending_request_new(fs, req, NULL);
+        if (!p)
+                return (void) fuse_reply_err(req, ENOMEM);
+        p->dut = strdup(name);
+        if (!p->dut) {
+                pending_request_fail(p, ENOMEM);
+                return pending_request_free(p);
+        }
+        pending_request_call(p, "ReleaseDut", RELEASE_TIMEOUT_USEC, on_release_reply, "s", name);
 }
 
 static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {

@@ -39,6 +39,10 @@ struct Filesystem {
         size_t n_by_slot;
         /* Connected and the DUT list is current: otherwise every DUT operation fails with EIO. */
         bool serving;
+        /* A whole list is being loaded; a DUT came or went meanwhile, so load it again after. */
+        bool loading, reload_wanted;
+        /* DUTs that DutAdded announced and that are being described. */
+        struct DutAdd *adds;
 
         uid_t uid;
         gid_t gid;
@@ -90,6 +94,10 @@ typedef struct PendingRequest {
 } PendingRequest;
 
 int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *userdata, Filesystem **ret);
+/* The DUT set changes (DutAdded/DutRemoved): directories appear and go, open files of a DUT that
+ * went fail with EIO. */
+void fs_dut_added(Filesystem *fs, const char *name);
+void fs_dut_removed(Filesystem *fs, const char *name);
 Filesystem *fs_free(Filesystem *fs);
 /* Connects to the agent and loads the DUT list; ready() is called when that is done. */
 int fs_start(Filesystem *fs);

@@ -80,4 +80,60 @@ TEST(serial_without_path) {
         sd_bus_flush_close_unref(bus);
 }
 
+static Dut make_dut(const char *name, uint64_t size) {
+        Dut d = { .name = strdup(name), .serial_path = strdup(""), .labels_text = strdup(""),
+                  .lease_text = strdup(""), .storage_size = size };
+
+        ASSERT_TRUE(d.name && d.serial_path && d.labels_text && d.lease_text);
+        return d;
+}
+
+static const char *names(const DutList *l) {
+        static char text[256];
+
+        text[0] = '\0';
+        for (size_t i = 0; i < l->n_duts; i++)
+                snprintf(text + strlen(text), sizeof text - strlen(text), "%s ", l->duts[i].name);
+        return text;
+}
+
+TEST(put_and_remove) {
+        DutList l = {};
+        Dut d;
+
+        ASSERT_EQ(dut_list_remove(&l, "dut1"), 0);
+
+        /* Added DUTs go last, in the order they came; the moved-from Dut is left empty. */
+        d = make_dut("dut1", 1);
+        ASSERT_OK(dut_list_put(&l, &d));
+        ASSERT_TRUE(!d.name && !d.serial_path);
+        d = make_dut("lease-a", 2);
+        ASSERT_OK(dut_list_put(&l, &d));
+        d = make_dut("lease-b", 3);
+        ASSERT_OK(dut_list_put(&l, &d));
+        ASSERT_STREQ(names(&l), "dut1 lease-a lease-b ");
+
+        /* A name that is there already is replaced in place (described again after a blip). */
+        d = make_dut("lease-a", 20);
+        ASSERT_OK(dut_list_put(&l, &d));
+        ASSERT_STREQ(names(&l), "dut1 lease-a lease-b ");
+        ASSERT_EQ_U(dut_list_find(&l, "lease-a")->storage_size, 20);
+
+        ASSERT_EQ(dut_list_remove(&l, "lease-a"), 1);
+        ASSERT_EQ(dut_list_remove(&l, "lease-a"), 0);
+        ASSERT_STREQ(names(&l), "dut1 lease-b ");
+        ASSERT_TRUE(!dut_list_find(&l, "lease-a"));
+        ASSERT_EQ_U(dut_list_find(&l, "lease-b")->storage_size, 3);
+
+        /* And back: last again. */
+        d = make_dut("lease-a", 4);
+        ASSERT_OK(dut_list_put(&l, &d));
+        ASSERT_STREQ(names(&l), "dut1 lease-b lease-a ");
+        ASSERT_EQ(dut_list_remove(&l, "dut1"), 1);
+        ASSERT_EQ(dut_list_remove(&l, "lease-a"), 1);
+        ASSERT_EQ(dut_list_remove(&l, "lease-b"), 1);
+        ASSERT_EQ_U(l.n_duts, 0);
+        dut_list_done(&l);
+}
+
 TEST_MAIN()

@@ -83,7 +83,8 @@ static int power_error(sd_bus_error *error, Dut *d, PowerAction action, int r) {
         case EOPNOTSUPP:
                 return sd_bus_error_set_errnof(error, EOPNOTSUPP, "DUT %s has no power driver", name);
         case ECANCELED:
-                return sd_bus_error_set_errnof(error, ECANCELED, "jumpstarterd is shutting down");
+                return sd_bus_error_set_errnof(error, ECANCELED, "DUT %s went away, or jumpstarterd is shutting down",
+                                               name);
         default:
                 return sd_bus_error_set_errnof(error, -r, "Failed to power %s DUT %s: %s",
                                                power_action_to_string(action), name, strerror(-r));
@@ -542,6 +543,46 @@ static int method_set_gpio(sd_bus_message *m, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(m, NULL);
 }
 
+static void release_done(int r, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = userdata;
+        const char *name = NULL;
+
+        (void) sd_bus_message_rewind(m, true);
+        (void) sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                r = sd_bus_reply_method_errnof(m, -r, "Failed to end the lease of DUT %s: %s", strna(name),
+                                               strerror(-r));
+        else
+                r = sd_bus_reply_method_return(m, NULL);
+        /* The caller may have hung up meanwhile; nobody is left to tell. */
+        if (r < 0)
+                log_debug_errno(r, "Failed to reply to ReleaseDut of %s: %m", strna(name));
+}
+
+static int method_release_dut(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Connection *c = userdata;
+        const char *name;
+        Dut *d = NULL;
+        int r;
+
+        r = read_dut(m, c, error, &name, &d);
+        if (r < 0)
+                return r;
+        r = exporter_release_dut(c->agent->exporter, name, release_done, sd_bus_message_ref(m));
+        if (r < 0) {
+                sd_bus_message_unref(m);
+                /* Named explicitly: sd-bus would send EPERM as AccessDenied, which reads back as EACCES. */
+                if (r == -EPERM)
+                        return sd_bus_error_setf(error, "System.Error.EPERM",
+                                                 "DUT %s is not a leased DUT: it is in the config of jumpstarterd",
+                                                 name);
+                return sd_bus_error_set_errnof(error, -r, "Failed to end the lease of DUT %s: %s", name,
+                                               strerror(-r));
+        }
+        /* The hook replies through release_done(). */
+        return 1;
+}
+
 static const sd_bus_vtable agent_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("ListDuts",
@@ -597,8 +638,18 @@ static const sd_bus_vtable agent_vtable[] = {
                                 SD_BUS_ARGS("s", dut, "s", line, "b", value),
                                 SD_BUS_NO_RESULT,
                                 method_set_gpio, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReleaseDut",
+                                SD_BUS_ARGS("s", dut),
+                                SD_BUS_NO_RESULT,
+                                method_release_dut, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("PowerChanged",
                                 SD_BUS_ARGS("s", dut, "s", state),
+                                0),
+        SD_BUS_SIGNAL_WITH_ARGS("DutAdded",
+                                SD_BUS_ARGS("s", dut),
+                                0),
+        SD_BUS_SIGNAL_WITH_ARGS("DutRemoved",
+                                SD_BUS_ARGS("s", dut),
                                 0),
         SD_BUS_VTABLE_END,
 };
@@ -755,6 +806,37 @@ static void agent_on_power_changed(Dut *d, PowerState state, void *userdata) {
         }
 }
 
+static void agent_emit(Agent *a, const char *member, const char *dut) {
+        for (Connection *c = a->connections; c; c = c->next) {
+                int r = sd_bus_emit_signal(c->bus, AGENT_OBJECT_PATH, AGENT_INTERFACE, member, "s", dut);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to send %s to connection %" PRIu64 ": %m", member, c->id);
+        }
+}
+
+static void agent_on_dut_changed(Exporter *e, Dut *d, bool added, void *userdata) {
+        Agent *a = userdata;
+
+        if (added)
+                return agent_emit(a, "DutAdded", dut_get_name(d));
+
+        /* The DUT goes: its storage sessions end here (open files of it fail with EIO on the
+         * client's side, which learns from DutRemoved), and opens that wait for a mux fail. */
+        for (StorageSession **link = &a->sessions; *link;) {
+                StorageSession *s = *link;
+
+                if (s->dut != d) {
+                        link = &s->next;
+                        continue;
+                }
+                if (s->opening)
+                        (void) sd_bus_reply_method_errorf(s->opening, "System.Error.ENODEV",
+                                                          "DUT %s went away", dut_get_name(d));
+                storage_session_end(a, link);
+        }
+        agent_emit(a, "DutRemoved", dut_get_name(d));
+}
+
 /* A socket file left by a daemon that died is replaced; one that answers is another daemon's. */
 static int agent_remove_stale_socket(const struct sockaddr_un *sa, const char *path) {
         _cleanup_close_ int fd = -EBADF;
@@ -868,6 +950,7 @@ int agent_new(sd_event *event, Exporter *exporter, const char *socket_path, Agen
                 return r;
 
         exporter_set_power_changed(exporter, agent_on_power_changed, a);
+        exporter_set_dut_changed(exporter, agent_on_dut_changed, a);
         *ret = TAKE_PTR(a);
         return 0;
 }
@@ -877,6 +960,7 @@ Agent *agent_free(Agent *a) {
                 return NULL;
 
         exporter_set_power_changed(a->exporter, NULL, NULL);
+        exporter_set_dut_changed(a->exporter, NULL, NULL);
         while (a->connections)
                 connection_free(a->connections);
         assert(!a->sessions);

@@ -1,6 +1,7 @@
-/* Exporter role: the DUTs wired to this host, made from the config */
+/* Exporter role: the DUTs wired to this host, made from the config, and DUTs that come and go */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <systemd/sd-event.h>
 
@@ -14,6 +15,44 @@ int exporter_new(sd_event *event, const ExporterConfig *config, Exporter **ret);
 Exporter *exporter_free(Exporter *e);
 
 void exporter_set_power_changed(Exporter *e, DutPowerChangedFunc func, void *userdata);
+
+/* A DUT came (added true: after it started) or goes (added false: before it is freed, so that the
+ * listener can end what it holds of it). Not called for the DUTs of exporter_new() nor by
+ * exporter_free(). */
+typedef void (*ExporterDutChangedFunc)(Exporter *e, Dut *d, bool added, void *userdata);
+void exporter_set_dut_changed(Exporter *e, ExporterDutChangedFunc func, void *userdata);
+
+/* Ends the DUT's lease: r is 0 once it is ended (the DUT is removed by then, or will be), or a
+ * negative errno. */
+typedef void (*ExporterReleaseDoneFunc)(int r, void *userdata);
+/* The owner's hook behind exporter_release_dut(): returns 0 and calls done later (never from
+ * within), or a negative errno. */
+typedef int (*ExporterReleaseFunc)(Exporter *e, const char *dut, ExporterReleaseDoneFunc done, void *done_userdata,
+                                   void *userdata);
+
+/* Adds the DUT named dut of config, which the exporter owns from now on, also on failure (a heap
+ * config per added DUT: the DUT keeps pointers into it). release (optional) is the hook that
+ * exporter_release_dut() calls for it. -EEXIST when a DUT of that name exists, -ENOENT when config
+ * has no such DUT, or the DUT's start error (logged). */
+int exporter_add_dut(Exporter *e, ExporterConfig *config, const char *dut, ExporterReleaseFunc release,
+                     void *release_userdata);
+/* Removes a DUT (of the config too): tells the listener, then frees it, which cancels its power
+ * actions and closes its serial.log readers; it is not powered off. -ENOENT if there is none. */
+int exporter_remove_dut(Exporter *e, const char *name);
+/* Calls the DUT's release hook: -ENOENT without the DUT, -EPERM for a DUT without one (those of a
+ * local config); else as ExporterReleaseFunc. */
+int exporter_release_dut(Exporter *e, const char *name, ExporterReleaseDoneFunc done, void *userdata);
+/* Whether the DUT has a release hook (is leased rather than configured). */
+bool exporter_dut_is_releasable(const Exporter *e, const char *name);
+
+/* Makes the configured DUTs those of the ExporterConfig text data (the config file re-read by the
+ * caller, on SIGHUP): DUTs it lacks are removed, DUTs it adds are added (each from its own parse of
+ * data, so that each owns its config). DUTs present in both keep running as they are; leased DUTs
+ * (with a release hook) are left alone. A config that does not parse changes nothing. Returns the
+ * number of DUTs added or removed, or a negative errno (logged). */
+int exporter_reload(Exporter *e, const char *path, const char *data, size_t size);
+/* exporter_reload() of the file at path; logs what it did. */
+int exporter_reload_file(Exporter *e, const char *path);
 
 size_t exporter_n_duts(const Exporter *e);
 Dut *exporter_get_dut(const Exporter *e, size_t i);

@@ -7,11 +7,16 @@
 #include <systemd/sd-event.h>
 
 #include "agent-bus.h"
+#include "agent-role.h"
+#include "lease-watcher.h"
 #include "config.h"
+#include "controller.h"
 #include "daemon-util.h"
 #include "exporter.h"
+#include "exporter-link.h"
 #include "log.h"
 #include "macro.h"
+#include "stream-owner.h"
 #include "version.h"
 
 /* Drivers that never finish powering off must not keep a stopping daemon alive. */
@@ -20,8 +25,23 @@
 static const char *arg_config = NULL;
 static const char *arg_listen = NULL;
 static bool arg_debug = false;
+/* Data streams in direct mode (no controller): docs/drivers.md, type remote. */
+static const char *arg_streams_listen = NULL;
+static const char *arg_streams_keyring = NULL;
+static const char *arg_streams_issuer = NULL;
+static char *arg_streams_leases[64];
+static size_t arg_n_streams_leases = 0;
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExporterConfig *, exporter_config_free);
+
+/* Local mode: SIGHUP re-reads the ExporterConfig; DUTs added or removed there come and go (docs/files.md). */
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Exporter *e = userdata;
+
+        log_info("Received SIGHUP, reloading %s", arg_config);
+        (void) exporter_reload_file(e, arg_config);
+        return 0;
+}
 
 typedef struct Daemon {
         sd_event *event;
@@ -33,24 +53,33 @@ typedef struct Daemon {
 static void help(void) {
         printf("Usage: %s --config FILE --listen SOCKET [--debug]\n\n"
                "Host service for hardware-in-the-loop labs, in local mode: runs the drivers of the DUTs\n"
-               "in FILE (an ExporterConfig) and serves the agent D-Bus API peer to peer on SOCKET.\n\n"
+               "in FILE (an ExporterConfig) and serves the agent D-Bus API peer to peer on SOCKET.\n"
+               "With a ControllerConfig in FILE, runs the controller instead (no --listen needed).\n\n"
                "  -h --help            Show this help\n"
                "     --version         Show the version\n"
                "  -c --config=FILE     Exporter configuration (YAML)\n"
                "  -l --listen=SOCKET   UNIX socket to serve the agent API on (created mode 0600)\n"
-               "  -d --debug           Log debug messages\n",
+               "  -d --debug           Log debug messages\n"
+               "     --streams-listen=ADDR   Serve data streams on IP:PORT without a controller (direct mode)\n"
+               "     --streams-keyring=DIR   Keyring directory whose keys sign the stream tokens\n"
+               "     --streams-issuer=NAME   The \"iss\" the stream tokens must carry\n"
+               "     --streams-lease=DUT=LEASE  The lease that holds DUT (repeatable)\n",
                program_invocation_short_name);
 }
 
 /* Returns 1 to go on, 0 to exit successfully, negative errno on a usage error. */
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100 };
+        enum { ARG_VERSION = 0x100, ARG_STREAMS_LISTEN, ARG_STREAMS_KEYRING, ARG_STREAMS_ISSUER, ARG_STREAMS_LEASE };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "config", required_argument, NULL, 'c' },
                 { "listen", required_argument, NULL, 'l' },
                 { "debug", no_argument, NULL, 'd' },
+                { "streams-listen", required_argument, NULL, ARG_STREAMS_LISTEN },
+                { "streams-keyring", required_argument, NULL, ARG_STREAMS_KEYRING },
+                { "streams-issuer", required_argument, NULL, ARG_STREAMS_ISSUER },
+                { "streams-lease", required_argument, NULL, ARG_STREAMS_LEASE },
                 {}
         };
         int c;
@@ -72,6 +101,20 @@ static int parse_argv(int argc, char *argv[]) {
                 case 'd':
                         arg_debug = true;
                         break;
+                case ARG_STREAMS_LISTEN:
+                        arg_streams_listen = optarg;
+                        break;
+                case ARG_STREAMS_KEYRING:
+                        arg_streams_keyring = optarg;
+                        break;
+                case ARG_STREAMS_ISSUER:
+                        arg_streams_issuer = optarg;
+                        break;
+                case ARG_STREAMS_LEASE:
+                        if (arg_n_streams_leases + 1 >= ELEMENTSOF(arg_streams_leases))
+                                return log_error_errno(E2BIG, "Too many --streams-lease options");
+                        arg_streams_leases[arg_n_streams_leases++] = optarg;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -82,8 +125,9 @@ static int parse_argv(int argc, char *argv[]) {
                 return log_error_errno(EINVAL, "Unexpected argument %s; see --help", argv[optind]);
         if (!arg_config)
                 return log_error_errno(EINVAL, "--config FILE is required; see --help");
-        if (!arg_listen)
-                return log_error_errno(EINVAL, "--listen SOCKET is required; see --help");
+        if (arg_streams_listen && (!arg_streams_keyring || !arg_streams_issuer))
+                return log_error_errno(EINVAL, "--streams-listen needs --streams-keyring and --streams-issuer");
+        /* --listen is checked once the config's kind is known: the controller role needs none. */
         return 1;
 }
 
@@ -124,12 +168,64 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* Controller role (jumpstarterd/controller/): a ControllerConfig serves the controller API. */
+static int on_controller_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        log_info("Received %s, stopping the controller", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int run_controller(void) {
+        _cleanup_(controller_config_freep) ControllerConfig *config = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(controller_freep) Controller *controller = NULL;
+        _cleanup_free_ char *config_error = NULL;
+        sigset_t mask;
+        int r;
+
+        r = controller_config_load(arg_config, &config, &config_error);
+        if (r < 0)
+                return log_error_errno(r, "%s", config_error ?: strerror(-r));
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Failed to block signals: %m");
+        r = sd_event_default(&event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the event loop: %m");
+        r = sd_event_add_signal(event, NULL, SIGTERM, on_controller_signal, NULL);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGINT, on_controller_signal, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to handle signals: %m");
+
+        r = controller_new(event, config, &controller);
+        if (r < 0)
+                return r;
+        (void) sd_notifyf(false, "READY=1\nSTATUS=Controller %s serving on %s", config->name, config->listen);
+        r = sd_event_set_watchdog(event, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to enable the watchdog: %m");
+
+        r = sd_event_loop(event);
+        if (r < 0)
+                return log_error_errno(r, "Controller stopped: %m");
+        return 0;
+}
+
 static int run(int argc, char *argv[]) {
         _cleanup_(exporter_config_freep) ExporterConfig *config = NULL;
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(exporter_freep) Exporter *exporter = NULL;
         _cleanup_(agent_freep) Agent *agent = NULL;
+        _cleanup_(exporter_link_freep) ExporterLink *link = NULL;
+        _cleanup_(stream_owner_freep) StreamOwner *streams = NULL;
         _cleanup_free_ char *config_error = NULL;
+        /* Agent role (jumpstarterd/agent/): with a ClientConfig, the DUTs are the client's leases. */
+        _cleanup_(client_config_freep) ClientConfig *client_config = NULL;
+        _cleanup_(lease_watcher_freep) LeaseWatcher *lease_watcher = NULL;
         Daemon daemon = {};
         sigset_t mask;
         int r;
@@ -142,7 +238,21 @@ static int run(int argc, char *argv[]) {
         if (arg_debug)
                 log_set_max_level(LOG_DEBUG);
 
-        r = exporter_config_load(arg_config, &config, &config_error);
+        {
+                _cleanup_free_ char *kind = NULL;
+
+                r = config_file_peek_kind(arg_config, &kind);
+                if (r >= 0 && streq_ptr(kind, CONTROLLER_CONFIG_KIND))
+                        return run_controller();
+        }
+        if (!arg_listen)
+                return log_error_errno(EINVAL, "--listen SOCKET is required; see --help");
+
+        r = agent_role_load(arg_config, &client_config, &config);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                r = exporter_config_load(arg_config, &config, &config_error);
         if (r < 0) {
                 if (config_error)
                         return log_error_errno(r, "%s", config_error);
@@ -156,6 +266,7 @@ static int run(int argc, char *argv[]) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
 
@@ -180,6 +291,43 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 return r;
 
+        if (client_config) {
+                _cleanup_free_ char *token_dir = NULL;
+
+                if (agent_role_token_dir(arg_listen, &token_dir) < 0)
+                        return log_oom();
+                r = lease_watcher_new(event, exporter, client_config, token_dir, &lease_watcher);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_event_add_signal(event, NULL, SIGHUP, on_reload_signal, exporter);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to handle SIGHUP: %m");
+        }
+
+        /* Exporter link: with an endpoint in the config, the exporter also registers with its controller and
+         * follows its leases (docs/protocol.md "Exporter link"). Without one, local mode only. */
+        if (config->endpoint) {
+                r = exporter_link_new(event, config, exporter, &link);
+                if (r < 0)
+                        return r;
+                /* The data stream listener, announced by the link (docs/protocol.md "Data streams"). */
+                r = stream_owner_new_linked(event, exporter, config->name, config->streams_listen, link, &streams);
+                if (r < 0)
+                        return r;
+                r = exporter_link_start(link);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to start the link to the controller: %m");
+        }
+
+        /* Direct mode: data streams without a controller, for remote DUTs configured by hand. */
+        if (!config->endpoint && arg_streams_listen) {
+                r = stream_owner_new_direct(event, exporter, config->name, arg_streams_listen, arg_streams_keyring,
+                                            arg_streams_issuer, arg_streams_leases, &streams);
+                if (r < 0)
+                        return r;
+        }
+
         log_info("Serving %zu DUT%s of %s on %s", exporter_n_duts(exporter), exporter_n_duts(exporter) == 1 ? "" : "s",
                  config->path, arg_listen);
         (void) sd_notifyf(false, "READY=1\nSTATUS=Serving %zu DUT%s on %s", exporter_n_duts(exporter),
@@ -193,7 +341,13 @@ static int run(int argc, char *argv[]) {
 
         r = sd_event_loop(event);
 
-        /* Clients first (they hold storage sessions on DUTs), then the DUTs. */
+        /* The lease watcher first: it removes the leased DUTs, which the agent announces. */
+        lease_watcher = lease_watcher_free(lease_watcher);
+
+        /* The link first (it points at the DUTs), then clients (they hold storage sessions on DUTs), then the
+         * DUTs. */
+        streams = stream_owner_free(streams); /* before the link it asks, and the DUTs its streams use */
+        link = exporter_link_free(link);
         agent = agent_free(agent);
         exporter = exporter_free(exporter);
         daemon.shutdown_timer = sd_event_source_disable_unref(daemon.shutdown_timer);

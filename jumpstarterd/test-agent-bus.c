@@ -442,4 +442,242 @@ TEST(serial_log) {
         close(fd);
 }
 
+static const char dynamic_yaml[] =
+        "apiVersion: jumpstarter.dev/v1alpha1\n"
+        "kind: ExporterConfig\n"
+        "metadata:\n"
+        "  name: lease\n"
+        "export:\n"
+        "  lease1:\n"
+        "    type: sim\n"
+        "    config:\n"
+        "      boot_time: 10ms\n"
+        "      size: 1MiB\n";
+
+static ExporterConfig *parse_config(Env *env, const char *yaml) {
+        ExporterConfig *c = NULL;
+        char path[128], *error = NULL;
+
+        snprintf(path, sizeof path, "%s/added.yaml", env->dir);
+        if (exporter_config_parse(path, yaml, strlen(yaml), &c, &error) < 0)
+                ASSERT_FAIL("config parses (%s)", error ? error : "no message");
+        return c;
+}
+
+static int on_dut_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Signals *s = userdata;
+        const char *dut;
+
+        ASSERT_OK(sd_bus_message_read(m, "s", &dut));
+        snprintf(s->log + strlen(s->log), sizeof s->log - strlen(s->log), "%s:%s ",
+                 sd_bus_message_get_member(m), dut);
+        return 0;
+}
+
+static void watch_dut_signals(sd_bus *bus, Signals *s) {
+        ASSERT_OK(sd_bus_match_signal(bus, NULL, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "DutAdded",
+                                      on_dut_signal, s));
+        ASSERT_OK(sd_bus_match_signal(bus, NULL, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "DutRemoved",
+                                      on_dut_signal, s));
+}
+
+static void wait_for_log(Env *env, Signals *s, const char *want) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
+
+        while (!strstr(s->log, want)) {
+                ASSERT_TRUE(now_usec(CLOCK_MONOTONIC) < deadline);
+                ASSERT_OK(sd_event_run(env->event, 10 * USEC_PER_MSEC));
+        }
+}
+
+static char *list_duts(Env *env, sd_bus *bus) {
+        static char text[256];
+        sd_bus_message *m = call(env, bus, "ListDuts", NULL);
+        char **names = NULL;
+
+        ASSERT_OK(sd_bus_message_read_strv(m, &names));
+        text[0] = '\0';
+        for (char **n = names; n && *n; n++) {
+                snprintf(text + strlen(text), sizeof text - strlen(text), "%s ", *n);
+                free(*n);
+        }
+        free(names);
+        sd_bus_message_unref(m);
+        return text;
+}
+
+/* The test's lease: ReleaseDut ends it from a deferred event, as the lease watcher does once the
+ * controller answered. */
+typedef struct Release {
+        sd_event *event;
+        Exporter *exporter;
+        char dut[64];
+        ExporterReleaseDoneFunc done;
+        void *done_userdata;
+        unsigned calls;
+        int result;
+} Release;
+
+static int on_release_later(sd_event_source *s, void *userdata) {
+        Release *rel = userdata;
+
+        if (rel->result >= 0)
+                ASSERT_OK(exporter_remove_dut(rel->exporter, rel->dut));
+        rel->done(rel->result, rel->done_userdata);
+        return 0;
+}
+
+static int release_hook(Exporter *e, const char *dut, ExporterReleaseDoneFunc done, void *done_userdata,
+                        void *userdata) {
+        Release *rel = userdata;
+
+        rel->calls++;
+        snprintf(rel->dut, sizeof rel->dut, "%s", dut);
+        rel->done = done;
+        rel->done_userdata = done_userdata;
+        /* Floating and one-shot: the loop frees it. */
+        return sd_event_add_defer(rel->event, NULL, on_release_later, rel);
+}
+
+TEST(dynamic_duts) {
+        Env env;
+        sd_bus *bus, *watcher;
+        sd_bus_message *m;
+        Signals sig = {};
+        Release rel = { .result = -ENOENT };
+        uint64_t size, session, reader;
+        char buf[64];
+        int fd, log_fd;
+
+        env_new(&env);
+        bus = client_new(&env);
+        watcher = client_new(&env);
+        watch_dut_signals(watcher, &sig);
+        rel.exporter = env.exporter;
+        rel.event = env.event;
+        /* The daemon has accepted both connections once they were answered: signals reach them. */
+        ASSERT_STREQ(list_duts(&env, watcher), "dut1 dut2 ");
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 ");
+
+        /* Added: signalled, listed last, served. */
+        ASSERT_OK(exporter_add_dut(env.exporter, parse_config(&env, dynamic_yaml), "lease1", release_hook, &rel));
+        wait_for_log(&env, &sig, "DutAdded:lease1 ");
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 lease1 ");
+        ASSERT_TRUE(exporter_dut_is_releasable(env.exporter, "lease1"));
+        ASSERT_FALSE(exporter_dut_is_releasable(env.exporter, "dut1"));
+        expect_ok(call(&env, bus, "SetPower", "ss", "lease1", "on"));
+
+        /* A name that is taken, or missing from the config given: refused, nothing changes. */
+        ASSERT_EQ(exporter_add_dut(env.exporter, parse_config(&env, dynamic_yaml), "lease1", NULL, NULL), -EEXIST);
+        ASSERT_EQ(exporter_add_dut(env.exporter, parse_config(&env, dynamic_yaml), "nope", NULL, NULL), -ENOENT);
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 lease1 ");
+
+        /* Local DUTs are not leased: EPERM, and they stay. Unknown ones: ENOENT. */
+        expect_error(call(&env, bus, "ReleaseDut", "s", "dut1"), EPERM, "not a leased DUT");
+        expect_error(call(&env, bus, "ReleaseDut", "s", "nope"), ENOENT, "No DUT named");
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 lease1 ");
+
+        /* A hook that fails: its error comes back, the DUT stays. */
+        rel.result = -EHOSTDOWN;
+        expect_error(call(&env, bus, "ReleaseDut", "s", "lease1"), EHOSTDOWN, "Failed to end the lease of DUT lease1");
+        ASSERT_EQ(rel.calls, 1U);
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 lease1 ");
+
+        /* Storage open and a serial.log reader of the leased DUT, then it is released. */
+        expect_ok(call(&env, bus, "SetPower", "ss", "lease1", "off"));
+        m = call(&env, bus, "OpenStorage", "sb", "lease1", 1);
+        ASSERT_EQ(sd_bus_message_read(m, "htt", &fd, &size, &session), 1);
+        sd_bus_message_unref(m);
+        m = call(&env, bus, "OpenSerialLog", "s", "lease1");
+        ASSERT_EQ(sd_bus_message_read(m, "ht", &log_fd, &reader), 1);
+        log_fd = fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
+        ASSERT_OK(log_fd);
+        sd_bus_message_unref(m);
+        while (read(log_fd, buf, sizeof buf) > 0)
+                ;
+
+        rel.result = 0;
+        expect_ok(call(&env, bus, "ReleaseDut", "s", "lease1"));
+        ASSERT_EQ(rel.calls, 2U);
+        wait_for_log(&env, &sig, "DutRemoved:lease1 ");
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 ");
+        /* Its session ended with it; its reader sees the end; calls find no DUT. */
+        expect_error(call(&env, bus, "CloseStorage", "t", session), ENOENT, "No storage session");
+        ASSERT_EQ(read(log_fd, buf, sizeof buf), 0);
+        close(log_fd);
+        expect_error(call(&env, bus, "GetPower", "s", "lease1"), ENOENT, "No DUT named 'lease1'");
+        ASSERT_EQ(exporter_remove_dut(env.exporter, "lease1"), -ENOENT);
+
+        /* Local DUTs can be removed too (a reload), and the name can come back. */
+        ASSERT_OK(exporter_remove_dut(env.exporter, "dut2"));
+        wait_for_log(&env, &sig, "DutRemoved:dut2 ");
+        ASSERT_OK(exporter_add_dut(env.exporter, parse_config(&env, dynamic_yaml), "lease1", NULL, NULL));
+        wait_for_log(&env, &sig, "DutAdded:lease1 DutRemoved:lease1 DutRemoved:dut2 DutAdded:lease1 ");
+        expect_error(call(&env, bus, "ReleaseDut", "s", "lease1"), EPERM, "not a leased DUT");
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 lease1 ");
+
+        sd_bus_close_unref(watcher);
+        sd_bus_close_unref(bus);
+        env_done(&env);
+}
+
+TEST(reload) {
+        static const char yaml[] =
+                "apiVersion: jumpstarter.dev/v1alpha1\n"
+                "kind: ExporterConfig\n"
+                "metadata:\n"
+                "  name: test\n"
+                "export:\n"
+                "  dut1:\n"
+                "    type: sim\n"
+                "  dut3:\n"
+                "    type: sim\n"
+                "    config:\n"
+                "      size: 2MiB\n";
+        static const char bad[] =
+                "apiVersion: jumpstarter.dev/v1alpha1\n"
+                "kind: ExporterConfig\n"
+                "metadata:\n"
+                "  name: test\n"
+                "export:\n"
+                "  dut9:\n"
+                "    type: nonsense\n";
+        Env env;
+        sd_bus *bus;
+        sd_bus_message *m;
+        Signals sig = {};
+        Release rel = { .result = 0 };
+        const char *lbl;
+        uint64_t size;
+        int cls;
+
+        env_new(&env);
+        bus = client_new(&env);
+        watch_dut_signals(bus, &sig);
+        rel.exporter = env.exporter;
+        rel.event = env.event;
+        /* The daemon has accepted the connection once it answered: signals reach it from then on. */
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 ");
+        ASSERT_OK(exporter_add_dut(env.exporter, parse_config(&env, dynamic_yaml), "lease1", release_hook, &rel));
+
+        /* A config that does not parse changes nothing. */
+        ASSERT_EQ(exporter_reload(env.exporter, "x.yaml", bad, strlen(bad)), -EINVAL);
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 dut2 lease1 ");
+
+        /* dut2 goes, dut3 comes, dut1 stays as it was, the leased DUT is not the config's. */
+        ASSERT_EQ(exporter_reload(env.exporter, "x.yaml", yaml, strlen(yaml)), 2);
+        ASSERT_STREQ(list_duts(&env, bus), "dut1 lease1 dut3 ");
+        wait_for_log(&env, &sig, "DutAdded:lease1 DutRemoved:dut2 DutAdded:dut3 ");
+        m = call(&env, bus, "DescribeDut", "s", "dut3");
+        ASSERT_OK(sd_bus_message_skip(m, "a(ss)a(ss)"));
+        ASSERT_EQ(sd_bus_message_read(m, "stu", &lbl, &size, &cls), 1);
+        ASSERT_EQ_U(size, 2 * 1024 * 1024);
+        sd_bus_message_unref(m);
+        /* The same again: nothing to do. */
+        ASSERT_EQ(exporter_reload(env.exporter, "x.yaml", yaml, strlen(yaml)), 0);
+
+        sd_bus_close_unref(bus);
+        env_done(&env);
+}
+
 TEST_MAIN();

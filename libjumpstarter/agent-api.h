@@ -8,7 +8,8 @@
  *
  * Object AGENT_OBJECT_PATH, interface AGENT_INTERFACE:
  *
- *   ListDuts() -> (as names)                     in config order
+ *   ListDuts() -> (as names)                     in config order, then those added at run time in
+ *                                                the order they came
  *   DescribeDut(s dut) -> (a(ss) labels, a(ss) lease, s serial_path, t storage_size, u classes)
  *        labels sorted by key; lease: name, holder, selector, begin, end (ISO 8601 UTC, "" = none);
  *        serial_path: the pty slave path ("/dev/pts/N"), "" without serial;
@@ -48,12 +49,32 @@
  *   GetGpio(s dut, s line) -> (b value)          the line's logical value (active_low applied)
  *   SetGpio(s dut, s line, b value) -> ()        drives the line; returns when it is set.
  *                                                ENOENT for a line the DUT does not have
+ *   ReleaseDut(s dut) -> ()                      ends the lease behind a leased DUT (agent role: DELETE
+ *                                                of the lease at the controller); returns once it has
+ *                                                ended, and the DUT is gone by then (DutRemoved came
+ *                                                before the reply). EPERM ("not a leased DUT") for a
+ *                                                DUT of jumpstarterd's own ExporterConfig, ENOENT for
+ *                                                none; the controller's error otherwise (EHOSTDOWN
+ *                                                while it is unreachable, ...)
  *
- * Signal PowerChanged(s dut, s state).
+ * Signals:
+ *   PowerChanged(s dut, s state)
+ *   DutAdded(s dut)        a DUT appeared (a lease became active, or a config reload added it);
+ *                          DescribeDut etc. work from now on
+ *   DutRemoved(s dut)      a DUT went away (its lease ended, or a reload dropped it). Sent after
+ *                          its storage sessions were ended (their fds stay usable only for a local
+ *                          image; clients fail their open files with EIO) and its serial.log
+ *                          readers were closed (they see end of file); calls naming it fail with
+ *                          ENOENT. The same name may come back later as another DUT.
+ * Signals go to every connection in the order things happen, interleaved with replies as they
+ * are sent: a client that calls ListDuts and applies the signals that follow its reply in order
+ * stays in step.
  *
  * Errors are errno values carried as "System.Error.E*" names with a message meant for a person
  * (sd_bus_error_set_errnof() on the daemon side, sd_bus_error_get_errno() on the client side):
  *   ENOENT  no such DUT              EINVAL  bad argument (unknown power action, ...)
+ *   ECANCELED  a call that waited on a DUT that went away (or jumpstarterd is shutting down)
+ *   ENODEV  an OpenStorage that waited for the mux when its DUT went away
  *   EBUSY   storage written while powered (any open of storage behind a mux), power on while
  *           storage is open for writing (or at all, behind a mux), a mounted block device written
  *   EOPNOTSUPP  the DUT has no driver of that class       EIO  the driver failed

@@ -28,6 +28,8 @@ cleanup() {
         "$JMP" local stop --mountpoint "$MNT" >/dev/null 2>&1
         # Whatever the test itself started, and anything jmp could not stop, by recorded pid.
         for p in ${TEST_PIDS:-}; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+        # The multi-host tests' hosts (lib-lab.sh).
+        if declare -F lab_cleanup >/dev/null; then lab_cleanup; fi
         for f in "$JMP_RUNTIME_DIR"/local/*/*.pid; do
                 [ -e "$f" ] && kill -9 "$(cut -d' ' -f1 "$f")" 2>/dev/null
         done
