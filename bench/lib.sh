@@ -12,7 +12,7 @@ fi
 T=$(mktemp -d /var/tmp/jmp-bench.XXXXXX)
 export JMP_RUNTIME_DIR=$T/run
 MNT=$T/jmp
-trap '"$JMP" local stop --mountpoint "$MNT" >/dev/null 2>&1; umount -l "$MNT" 2>/dev/null; rm -rf "$T"' EXIT
+trap 'set +e; "$JMP" local stop --mountpoint "$MNT" >/dev/null 2>&1; umount -l "$MNT" 2>/dev/null; rm -rf "$T"' EXIT
 
 start_bench_dut() {
         cat > "$T/config.yaml" <<YAML
