@@ -774,7 +774,8 @@ int lease_scheduler_list(LeaseScheduler *s, const Lease ***ret, size_t *ret_n) {
         a = calloc(MAX(s->n_leases, (size_t) 1), sizeof(Lease *));
         if (!a)
                 return -ENOMEM;
-        memcpy(a, s->leases, s->n_leases * sizeof(Lease *));
+        if (s->n_leases > 0)
+                memcpy(a, s->leases, s->n_leases * sizeof(Lease *));
         *ret = a;
         *ret_n = s->n_leases;
         return 0;

@@ -37,12 +37,12 @@ cleanup() {
         # ("LeakSanitizer has encountered a fatal error" is the checker failing to stop a process's
         # threads, not a finding; leaks and memory errors are.)
         if grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer: detected|runtime error:' \
-                "$JMP_RUNTIME_DIR"/local/*/*.log 2>/dev/null; then
+                "$JMP_RUNTIME_DIR"/local/*/*.log "$T"/*.log 2>/dev/null; then
                 echo "FAIL: sanitizer reports in the daemons' logs" >&2
                 rc=1
         fi
         if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
-                for l in "$JMP_RUNTIME_DIR"/local/*/*.log; do
+                for l in "$JMP_RUNTIME_DIR"/local/*/*.log "$T"/*.log; do
                         [ -e "$l" ] && { echo "--- $l"; tail -n 60 "$l"; }
                 done
         fi
