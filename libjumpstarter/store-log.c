@@ -616,6 +616,17 @@ static int snapshot_load(LogStore *s, const char *dir, char **ret_error) {
         return 1;
 }
 
+/* One transaction record of the log: it must follow *prev. A compaction that a crash interrupted
+ * after renaming the snapshot leaves the old log, whose older records the snapshot already holds. */
+static int replay_txn(LogStore *s, json_t *txn, uint64_t snapshot_revision, uint64_t *prev, const char **ret_reason) {
+        uint64_t rev;
+
+        if (json_get_u64(txn, "r", &rev) < 0 || rev != *prev + 1)
+                return reason(ret_reason, "revision out of sequence", -EBADMSG);
+        *prev = rev;
+        return rev > snapshot_revision ? record_apply(s, txn, ret_reason) : 0;
+}
+
 /* Replays the log on top of the snapshot (revision snapshot_revision, if has_snapshot). A torn
  * tail is cut off; anything else that is wrong is an error. -ENOENT without a log. */
 static int log_replay(LogStore *s, const char *dir, bool has_snapshot, uint64_t snapshot_revision, char **ret_error) {
@@ -639,7 +650,6 @@ static int log_replay(LogStore *s, const char *dir, bool has_snapshot, uint64_t 
                 _cleanup_(json_decrefp) json_t *rec = NULL;
                 const char *why = NULL;
                 uint32_t size;
-                uint64_t rev;
 
                 if (record_check(m.map, m.size, offset, &size) != RECORD_VALID) {
                         /* The header went in through a rename after an fsync(): it is never torn. */
@@ -669,20 +679,25 @@ static int log_replay(LogStore *s, const char *dir, bool has_snapshot, uint64_t 
                                                   dir, base, has_snapshot ? "the snapshot is older" : "there is no snapshot");
                         s->log_base = prev = base;
                         header = true;
-                } else if (json_get_u64(rec, "r", &rev) < 0 || rev != prev + 1)
-                        why = "revision out of sequence";
-                else {
-                        prev = rev;
-                        /* A compaction that a crash interrupted after renaming the snapshot leaves the
-                         * old log, whose older records the snapshot already holds. */
-                        r = rev > snapshot_revision ? record_apply(s, rec, &why) : 0;
+                } else {
+                        /* A transaction, or a group commit's {"g":[...]} of several. */
+                        json_t *group = json_object_get(rec, "g"), *txn;
+                        size_t i;
+
+                        if (!group)
+                                r = replay_txn(s, rec, snapshot_revision, &prev, &why);
+                        else if (!json_is_array(group) || json_array_size(group) == 0)
+                                r = reason(&why, "invalid group of transactions", -EBADMSG);
+                        else
+                                json_array_foreach(group, i, txn) {
+                                        r = replay_txn(s, txn, snapshot_revision, &prev, &why);
+                                        if (r < 0)
+                                                break;
+                                }
                         if (r < 0)
                                 return open_error(ret_error, r, "%s/" LOG_FILE ": %s in the record at offset %" PRIu64,
                                                   dir, why, offset);
                 }
-                if (why)
-                        return open_error(ret_error, -EBADMSG, "%s/" LOG_FILE ": %s in the record at offset %" PRIu64,
-                                          dir, why, offset);
                 offset += RECORD_HEADER_SIZE + size;
         }
         if (!header)
@@ -978,16 +993,16 @@ static int log_history(Store *base, uint64_t from_seq, size_t max, StoreHistoryE
         return 0;
 }
 
-/* Builds the record of a transaction whose checks passed. */
-static int txn_record(LogStore *s, const StoreTxn *t, json_t **ret) {
+/* Builds the record of a transaction whose checks passed, as revision rev with history entries
+ * from seq on. */
+static int txn_record(const StoreTxn *t, uint64_t rev, uint64_t seq, json_t **ret) {
         _cleanup_(json_decrefp) json_t *rec = NULL;
         json_t *ops;
-        uint64_t seq = s->history_next;
 
         rec = json_object();
         ops = json_array();
         if (!rec || !ops || json_object_set_new(rec, "ops", ops) < 0 ||
-            json_set_u64(rec, "r", s->revision + 1) < 0 || json_set_u64(rec, "t", now_usec()) < 0)
+            json_set_u64(rec, "r", rev) < 0 || json_set_u64(rec, "t", now_usec()) < 0)
                 return -ENOMEM;
         for (size_t i = 0; i < t->n_ops; i++) {
                 const StoreOp *op = t->ops + i;
@@ -1048,65 +1063,202 @@ static int log_append(LogStore *s, const char *payload, size_t size) {
         return 0;
 }
 
-static int log_commit(Store *base, const StoreTxn *t, uint64_t *ret_revision) {
-        LogStore *s = log_store(base);
-        _cleanup_(json_decrefp) json_t *rec = NULL, *parsed = NULL;
-        _cleanup_free_ char *payload = NULL;
-        const char *why;
-        bool writes = false;
+/* A transaction of a group that passed its checks and has writes: its record, as text and parsed
+ * back. */
+typedef struct Accepted {
+        size_t txn;     /* index in the group */
+        uint64_t revision;
+        char *payload;
         size_t size;
-        int r;
+        json_t *parsed;
+} Accepted;
 
-        if (s->broken)
-                return -EIO;
+static void accepted_free(Accepted *a, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(a[i].payload);
+                json_decref(a[i].parsed);
+        }
+        free(a);
+}
 
-        for (size_t i = 0; i < t->n_ops; i++) {
-                const StoreOp *op = t->ops + i;
-                const Entry *e;
+/* The revision that txns[i] sees for an object: the last write to it by a transaction accepted
+ * earlier in the group, else the store's. Returns false if it does not exist. */
+static bool group_lookup(LogStore *s, const StoreTxn *const *txns, const Accepted *a, size_t n_a,
+                         const char *collection, const char *name, uint64_t *ret_revision) {
+        const Entry *e;
+
+        for (size_t k = n_a; k > 0; k--) {
+                const StoreTxn *t = txns[a[k - 1].txn];
+
+                /* At most one write per object per transaction. */
+                for (size_t j = 0; j < t->n_ops; j++) {
+                        const StoreOp *op = t->ops + j;
+
+                        if ((op->type != STORE_OP_PUT && op->type != STORE_OP_DELETE) ||
+                            !streq(op->collection, collection) || !streq(op->name, name))
+                                continue;
+                        *ret_revision = op->type == STORE_OP_PUT ? a[k - 1].revision : STORE_REVISION_ABSENT;
+                        return op->type == STORE_OP_PUT;
+                }
+        }
+        e = object_find(s, collection, name);
+        *ret_revision = e ? e->revision : STORE_REVISION_ABSENT;
+        return e;
+}
+
+/* Decides one transaction of a group: 0 and *ret_writes, or why it fails alone. */
+static int group_check(LogStore *s, const StoreTxn *const *txns, size_t i, const Accepted *a, size_t n_a,
+                       bool *ret_writes, size_t *ret_n_history) {
+        const StoreTxn *t = txns[i];
+        size_t n_history = 0;
+        bool writes = false;
+
+        for (size_t j = 0; j < t->n_ops; j++) {
+                const StoreOp *op = t->ops + j;
+                uint64_t rev;
+                bool exists;
 
                 if (op->type == STORE_OP_HISTORY) {
                         writes = true;
+                        n_history++;
                         continue;
                 }
-                e = object_find(s, op->collection, op->name);
-                if (op->expect != STORE_REVISION_ANY && op->expect != (e ? e->revision : STORE_REVISION_ABSENT))
+                exists = group_lookup(s, txns, a, n_a, op->collection, op->name, &rev);
+                if (op->expect != STORE_REVISION_ANY && op->expect != rev)
                         return -ESTALE;
-                if (op->type == STORE_OP_DELETE && !e)
+                if (op->type == STORE_OP_DELETE && !exists)
                         return -ENOENT;
                 if (op->type != STORE_OP_CHECK)
                         writes = true;
         }
-        if (!writes) {
-                if (ret_revision)
-                        *ret_revision = s->revision;
+        *ret_writes = writes;
+        *ret_n_history = n_history;
+        return 0;
+}
+
+/* Writes a[0..n) as one record and makes it durable: a transaction's own record, or for several
+ * {"g":[REC,REC,...]}, so that a crash keeps all of them or none (docs/store.md). */
+static int group_append(LogStore *s, const Accepted *a, size_t n) {
+        _cleanup_free_ char *payload = NULL;
+        size_t size = 0;
+
+        if (n == 1)
+                return log_append(s, a[0].payload, a[0].size);
+
+        for (size_t i = 0; i < n; i++)
+                size += a[i].size + 1;
+        payload = malloc(size + sizeof("{\"g\":[]}"));
+        if (!payload)
+                return -ENOMEM;
+        size = 0;
+        memcpy(payload, "{\"g\":[", 6);
+        size = 6;
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        payload[size++] = ',';
+                memcpy(payload + size, a[i].payload, a[i].size);
+                size += a[i].size;
+        }
+        memcpy(payload + size, "]}", 2);
+        size += 2;
+        return log_append(s, payload, size);
+}
+
+static int log_commit_group(Store *base, const StoreTxn *const *txns, size_t n, int *ret_results,
+                            uint64_t *ret_revisions) {
+        LogStore *s = log_store(base);
+        Accepted *a = NULL;
+        size_t n_a = 0, first;
+        uint64_t rev, seq;
+        int r = 0;
+
+        if (s->broken)
+                return -EIO;
+        if (n == 0)
                 return 0;
+        a = calloc(n, sizeof(Accepted));
+        if (!a)
+                return -ENOMEM;
+
+        /* Decide every transaction in order, as if each were committed alone after the ones before
+         * it: revisions and history numbers follow on. Nothing is written yet. */
+        rev = s->revision;
+        seq = s->history_next;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(json_decrefp) json_t *rec = NULL;
+                _cleanup_free_ char *payload = NULL;
+                size_t n_history = 0, size;
+                bool writes = false;
+                json_t *parsed;
+
+                ret_results[i] = group_check(s, txns, i, a, n_a, &writes, &n_history);
+                if (ret_results[i] < 0)
+                        continue;
+                if (!writes) {
+                        if (ret_revisions)
+                                ret_revisions[i] = rev;
+                        continue;
+                }
+                r = txn_record(txns[i], rev + 1, seq, &rec);
+                if (r < 0)
+                        goto finish;
+                payload = json_dumps(rec, JSON_COMPACT);
+                if (!payload) {
+                        ret_results[i] = -EINVAL;
+                        continue;
+                }
+                size = strlen(payload);
+                if (size > STORE_RECORD_SIZE_MAX) {
+                        ret_results[i] = -E2BIG;
+                        continue;
+                }
+                /* What a restart will read back, and so what memory holds: values that do not
+                 * survive the trip through JSON are refused here rather than found at the next open. */
+                parsed = json_loadb(payload, size, JSON_LOAD_FLAGS, NULL);
+                if (!parsed) {
+                        ret_results[i] = -EINVAL;
+                        continue;
+                }
+                rev++;
+                seq += n_history;
+                a[n_a++] = (Accepted) {
+                        .txn = i,
+                        .revision = rev,
+                        .size = size,
+                        .payload = TAKE_PTR(payload),
+                        .parsed = parsed,
+                };
+                if (ret_revisions)
+                        ret_revisions[i] = rev;
         }
 
-        r = txn_record(s, t, &rec);
-        if (r < 0)
-                return r;
-        payload = json_dumps(rec, JSON_COMPACT);
-        if (!payload)
-                return -EINVAL;
-        size = strlen(payload);
-        if (size > STORE_RECORD_SIZE_MAX)
-                return -E2BIG;
-        /* What a restart will read back, and so what memory holds: values that do not survive the
-         * trip through JSON are refused here rather than found at the next open. */
-        parsed = json_loadb(payload, size, JSON_LOAD_FLAGS, NULL);
-        if (!parsed)
-                return -EINVAL;
+        /* As few records as fit the record size limit: one, unless the group is huge. Each is
+         * durable before it is applied, with the same code that replays the log at open. */
+        for (size_t i = 0; i < n_a; i = first) {
+                size_t size = 16;
 
-        r = log_append(s, payload, size);
-        if (r < 0)
-                return r;
-        r = record_apply(s, parsed, &why);
-        if (r < 0)
-                /* Durable, but memory is behind the disk. */
-                return s->broken = r;
-        if (ret_revision)
-                *ret_revision = s->revision;
-        return 0;
+                first = i;
+                while (first < n_a && (first == i || size + a[first].size + 1 <= STORE_RECORD_SIZE_MAX))
+                        size += a[first++].size + 1;
+                r = group_append(s, a + i, first - i);
+                if (r < 0)
+                        goto finish;
+                for (size_t k = i; k < first; k++) {
+                        const char *why;
+
+                        r = record_apply(s, a[k].parsed, &why);
+                        if (r < 0) {
+                                /* Durable, but memory is behind the disk. */
+                                s->broken = r;
+                                goto finish;
+                        }
+                }
+        }
+        r = 0;
+
+finish:
+        accepted_free(a, n_a);
+        return r;
 }
 
 static int log_compact(Store *base, uint64_t history_before_usec) {
@@ -1170,7 +1322,7 @@ static const StoreOps log_store_ops = {
         .get = log_get,
         .list = log_list,
         .history = log_history,
-        .commit = log_commit,
+        .commit = log_commit_group,
         .compact = log_compact,
         .status = log_status,
         .close = log_close,

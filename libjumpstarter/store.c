@@ -169,10 +169,30 @@ StoreHistoryEntry *store_history_free(StoreHistoryEntry *h, size_t n) {
 }
 
 int store_commit(Store *s, const StoreTxn *t, uint64_t *ret_revision) {
+        uint64_t revision = 0;
+        int result = 0, r;
+
         assert(s);
         assert(t);
 
-        return s->ops->commit(s, t, ret_revision);
+        r = s->ops->commit(s, &t, 1, &result, &revision);
+        if (r < 0)
+                return r;
+        if (result < 0)
+                return result;
+        if (ret_revision)
+                *ret_revision = revision;
+        return 0;
+}
+
+int store_commit_group(Store *s, const StoreTxn *const *txns, size_t n, int *ret_results, uint64_t *ret_revisions) {
+        assert(s);
+        assert(txns || n == 0);
+        assert(ret_results || n == 0);
+
+        for (size_t i = 0; i < n; i++)
+                assert(txns[i]);
+        return s->ops->commit(s, txns, n, ret_results, ret_revisions);
 }
 
 int store_compact(Store *s, uint64_t history_before_usec) {

@@ -82,7 +82,8 @@ typedef struct StoreOps {
         int (*get)(Store *s, const char *collection, const char *name, json_t **ret_value, uint64_t *ret_revision);
         int (*list)(Store *s, const char *collection, StoreObject **ret, size_t *ret_n);
         int (*history)(Store *s, uint64_t from_seq, size_t max, StoreHistoryEntry **ret, size_t *ret_n);
-        int (*commit)(Store *s, const StoreTxn *t, uint64_t *ret_revision);
+        /* store_commit_group(); store_commit() is a group of one. */
+        int (*commit)(Store *s, const StoreTxn *const *txns, size_t n, int *ret_results, uint64_t *ret_revisions);
         int (*compact)(Store *s, uint64_t history_before_usec);
         void (*status)(Store *s, StoreStatus *ret);
         void (*close)(Store *s);
@@ -131,6 +132,16 @@ StoreHistoryEntry *store_history_free(StoreHistoryEntry *h, size_t n);
  * revision. Any other error leaves the outcome unknown until the store is reopened: the store
  * refuses further use (-EIO) after a failure it cannot undo, such as a failed fdatasync(). */
 int store_commit(Store *s, const StoreTxn *t, uint64_t *ret_revision);
+/* Group commit: several transactions made durable together, with one write and one fdatasync().
+ * They apply in order, each all or nothing with its own checks, as if each were committed alone
+ * with store_commit() right after the ones before it: a check sees what the earlier transactions
+ * of the group wrote, and each successful one with writes gets the next revision. For each,
+ * ret_results[i] is 0 or what store_commit() would have returned for it at that point (-ESTALE,
+ * -ENOENT, -E2BIG, -EINVAL; such a one writes nothing and the others go on), and
+ * ret_revisions[i] (optional) its revision. Returns 0 once every successful one is durable. A
+ * negative return means what it means for store_commit(): none of them is acknowledged, and any
+ * may or may not be on disk. */
+int store_commit_group(Store *s, const StoreTxn *const *txns, size_t n, int *ret_results, uint64_t *ret_revisions);
 /* Rewrites the store as its live state and starts a fresh log, dropping history entries
  * committed before history_before_usec (CLOCK_REALTIME; 0 keeps all). */
 int store_compact(Store *s, uint64_t history_before_usec);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "controller-internal.h"
+#include "metrics.h"
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
@@ -274,11 +275,24 @@ static int reply_no_content(HttpRequest *req) {
         return http_request_reply(req, 204, NULL, NULL, 0);
 }
 
-/* A commit that failed ends the controller; the request gets a 500. */
+/* Commits t (may be NULL; takes it) with everything staged, now: for changes that authentication reads
+ * (clients and exporters created or deleted). A commit that failed ends the controller; the
+ * request gets a 500. */
 static int commit(Controller *c, HttpRequest *req, StoreTxn *t) {
         int r;
 
         r = controller_commit(c, t);
+        if (r < 0)
+                http_request_reply_error(req, API_ERROR_INTERNAL, "The change could not be stored");
+        return r;
+}
+
+/* Stages t (may be NULL; takes it) for the next group commit. The reply that the handler then
+ * builds is held by dispatch() until that commit is durable. */
+static int stage(Controller *c, HttpRequest *req, StoreTxn *t) {
+        int r;
+
+        r = controller_stage(c, t);
         if (r < 0)
                 http_request_reply_error(req, API_ERROR_INTERNAL, "The change could not be stored");
         return r;
@@ -331,7 +345,7 @@ static int create_identity(Controller *c, HttpRequest *req, bool exporter) {
         if (r < 0)
                 return r;
 
-        if (store_get(c->store, collection, name, NULL, NULL) >= 0)
+        if (controller_store_exists(c, collection, name))
                 return http_request_reply_error(req, API_ERROR_CONFLICT, "%s '%s' exists already",
                                                 exporter ? "Exporter" : "Client", name);
 
@@ -366,7 +380,7 @@ static int create_identity(Controller *c, HttpRequest *req, bool exporter) {
                 if (r < 0)
                         return r;
         }
-        r = commit(c, req, t);
+        r = commit(c, req, TAKE_PTR(t));
         if (r < 0)
                 return r;
         log_info("Created %s %s.", exporter ? "exporter" : "client", name);
@@ -433,7 +447,7 @@ static int on_delete_client(HttpRequest *req, void *userdata) {
         r = require_admin(req);
         if (r < 0)
                 return r;
-        if (!store_name_is_valid(name) || store_get(c->store, COLLECTION_CLIENTS, name, NULL, NULL) < 0)
+        if (!store_name_is_valid(name) || !controller_store_exists(c, COLLECTION_CLIENTS, name))
                 return http_request_reply_error(req, API_ERROR_NOT_FOUND, "No client named '%s'", name);
 
         r = store_txn_new(&t);
@@ -465,7 +479,7 @@ static int on_delete_client(HttpRequest *req, void *userdata) {
                 }
         free(leases);
 
-        r = commit(c, req, t);
+        r = commit(c, req, TAKE_PTR(t));
         if (r < 0)
                 return r;
         for (Watch *w = c->watches; w; w = next) {
@@ -497,7 +511,7 @@ static int on_delete_exporter(HttpRequest *req, void *userdata) {
         if (r < 0)
                 return r;
         controller_exporter_remove(c, e);
-        r = commit(c, req, t);
+        r = commit(c, req, TAKE_PTR(t));
         if (r < 0)
                 return r;
         log_info("Deleted exporter %s.", name);
@@ -740,7 +754,7 @@ static int on_put_status(HttpRequest *req, void *userdata) {
         r = store_txn_put(t, COLLECTION_EXPORTERS, e->name, e->record, STORE_REVISION_ANY);
         if (r < 0)
                 return r;
-        r = commit(c, req, t);
+        r = stage(c, req, TAKE_PTR(t));
         if (r < 0)
                 return r;
         if (!was_online)
@@ -767,7 +781,7 @@ static int on_heartbeat(HttpRequest *req, void *userdata) {
         r = controller_exporter_heard(c, e, t);
         if (r < 0)
                 return r;
-        r = commit(c, req, t);
+        r = stage(c, req, t->n_ops > 0 ? TAKE_PTR(t) : NULL);
         if (r < 0)
                 return r;
         return reply_no_content(req);
@@ -792,7 +806,7 @@ static int on_exporter_watch(HttpRequest *req, void *userdata) {
         r = controller_exporter_heard(c, e, t);
         if (r < 0)
                 return r;
-        r = commit(c, req, t);
+        r = stage(c, req, t->n_ops > 0 ? TAKE_PTR(t) : NULL);
         if (r < 0)
                 return r;
 
@@ -849,6 +863,13 @@ static json_t *find_ended_lease(Controller *c, HttpRequest *req, const char *nam
         json_t *found = NULL;
         size_t n = 0;
 
+        /* An end that waits for the group commit: this reply waits with it. */
+        for (size_t i = c->n_changes; i > 0; i--) {
+                const LeaseChange *ch = &c->changes[i - 1];
+
+                if (ch->event == LEASE_EVENT_ENDED && streq(ch->name, name) && lease_visible(req, ch->client))
+                        return json_incref(ch->api);
+        }
         if (store_history(c->store, 0, 0, &h, &n) < 0)
                 return NULL;
         for (size_t i = n; i > 0 && !found; i--) {
@@ -902,6 +923,7 @@ static int on_create_lease(HttpRequest *req, void *userdata) {
         _cleanup_(json_decrefp) json_t *answer = NULL;
         _cleanup_free_ char *error = NULL, *location = NULL;
         _cleanup_free_ Label *metadata = NULL;
+        _cleanup_free_ char *team = NULL; /* the client's team label, borrowed by metadata */
         Controller *c = userdata;
         LeaseRequest lr = { .client = identity(req)->name };
         const Lease *l;
@@ -936,6 +958,9 @@ static int on_create_lease(HttpRequest *req, void *userdata) {
         r = parse_metadata(req, body, &metadata, &lr.n_metadata);
         if (r < 0)
                 return r;
+        r = controller_lease_team_default(c, lr.client, &metadata, &lr.n_metadata, &team); /* metrics.c */
+        if (r < 0)
+                return r;
         lr.metadata = metadata;
 
         r = lease_scheduler_create(c->scheduler, &lr, &l, &error);
@@ -951,7 +976,7 @@ static int on_create_lease(HttpRequest *req, void *userdata) {
         if (r < 0)
                 return r;
 
-        r = commit(c, req, NULL);
+        r = stage(c, req, NULL);
         if (r < 0)
                 return r;
         answer = controller_lease_to_json(c, l);
@@ -1052,6 +1077,10 @@ static int on_list_leases(HttpRequest *req, void *userdata) {
                                 r = json_array_append(items, lease);
                 }
                 store_history_free(h, n_h);
+                /* And the ends that wait for the group commit, as this reply does. */
+                for (size_t i = 0; i < c->n_changes && r >= 0; i++)
+                        if (c->changes[i].event == LEASE_EVENT_ENDED && lease_visible(req, c->changes[i].client))
+                                r = json_array_append(items, c->changes[i].api);
                 if (r < 0)
                         return -ENOMEM;
         }
@@ -1150,7 +1179,7 @@ static int on_extend_lease(HttpRequest *req, void *userdata) {
                 return bad_request(req, "Extending lease '%s' by that much is out of range", name);
         if (r < 0)
                 return r;
-        r = commit(c, req, NULL);
+        r = stage(c, req, NULL);
         if (r < 0)
                 return r;
         answer = controller_lease_to_json(c, l);
@@ -1179,7 +1208,7 @@ static int on_delete_lease(HttpRequest *req, void *userdata) {
         for (size_t i = c->n_changes; i > 0 && !answer; i--)
                 if (c->changes[i - 1].event == LEASE_EVENT_ENDED && streq(c->changes[i - 1].name, name))
                         answer = json_incref(c->changes[i - 1].api);
-        r = commit(c, req, NULL);
+        r = stage(c, req, NULL);
         if (r < 0)
                 return r;
         if (!answer)
@@ -1203,12 +1232,14 @@ static bool verbs_are_valid(const char *verbs) {
 
 static int on_lease_token(HttpRequest *req, void *userdata) {
         static const char *const known[] = { "verbs", NULL };
-        _cleanup_free_ char *token = NULL, *audience = NULL, *exporter = NULL, *dut = NULL, *location = NULL;
+        _cleanup_free_ char *token = NULL, *audience = NULL, *exporter = NULL, *dut = NULL, *location = NULL,
+                            *router = NULL;
         _cleanup_(json_decrefp) json_t *answer = NULL;
         const char *name = http_request_get_param(req, "name"), *verbs = NULL, *slash;
         Controller *c = userdata;
         uint64_t now = now_realtime_usec();
         TokenClaims claims;
+        const Exporter *device;
         const Lease *l;
         CtlExporter *e;
         json_t *body, *streams;
@@ -1265,6 +1296,21 @@ static int on_lease_token(HttpRequest *req, void *userdata) {
                            "fingerprint", json_object_get(streams, "fingerprint") ?: json_null());
         if (!answer || asprintf(&location, "/v1/leases/%s", name) < 0)
                 return -ENOMEM;
+        /* The device's labels (the exporter's merged with the DUT's), for the DUT's labels file on the
+         * client's host. */
+        if (lease_scheduler_get_exporter(c->scheduler, l->exporter, &device) >= 0 &&
+            json_object_set_new(answer, "labels", labels_to_json(device->labels, device->n_labels)) < 0)
+                return -ENOMEM;
+        /* Where the client's streams go when it cannot reach the exporter (docs/protocol.md "Routed
+         * streams"). */
+        if (c->router) {
+                r = router_advertise_for(c->router, req, &router);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot tell %s the router's address, leaving it out: %m",
+                                          identity(req)->name);
+                else if (json_object_set_new(answer, "router", json_string(router)) < 0)
+                        return -ENOMEM;
+        }
         return reply_created(req, location, answer);
 }
 
@@ -1301,7 +1347,6 @@ static const Route routes[] = {
         { HTTP_METHOD_POST, "/v1/leases/{name}/token", 0, on_lease_token },
 };
 
-/* Whatever a timer changed is committed before any request reads or changes the state. */
 typedef struct RouteBinding {
         Controller *controller;
         const Route *route;
@@ -1309,12 +1354,22 @@ typedef struct RouteBinding {
 
 static int dispatch(HttpRequest *req, void *userdata) {
         RouteBinding *b = userdata;
+        Controller *c = b->controller;
         int r;
 
-        r = controller_commit(b->controller, NULL);
-        if (r < 0)
+        if (c->broken)
                 return http_request_reply_error(req, API_ERROR_UNAVAILABLE, "The controller is shutting down");
-        return b->route->handler(req, b->controller);
+
+        /* The handler reads and changes the state as earlier requests left it, committed or not
+         * yet: so its reply, whatever it is, waits for the group commit that makes all of that
+         * durable (at once, if nothing waits). */
+        http_request_hold(req);
+        r = b->route->handler(req, c);
+        if (r < 0)
+                /* -EALREADY if the handler replied. */
+                (void) http_request_reply_errno(req, r, NULL);
+        controller_hold_reply(c, req);
+        return r;
 }
 
 int controller_api_register(Controller *c) {

@@ -10,6 +10,7 @@
 #include "http-server.h"
 #include "keyring.h"
 #include "lease-scheduler.h"
+#include "router.h"
 #include "store.h"
 
 #define CONTROLLER_API_AUDIENCE "jumpstarter-api"
@@ -78,17 +79,26 @@ struct Controller {
         char *keyring_dir;
         LeaseScheduler *scheduler;
         HttpServer *server;
+        Router *router; /* routed streams; NULL without router.listen */
 
         CtlExporter **exporters; /* sorted by name */
         size_t n_exporters;
 
         LeaseChange *changes;
         size_t n_changes;
+        /* Group commit: the transactions of requests (and timers) since the last commit, committed
+         * with the lease changes as one group by flush_source, and the requests whose replies
+         * wait for that commit. */
+        StoreTxn **staged;
+        size_t n_staged, n_staged_allocated;
+        HttpRequest **held;
+        size_t n_held, n_held_allocated;
         sd_event_source *flush_source;
 
         Watch *watches;
         sd_event_source *ping_timer;
         void *api_bindings; /* controller-api.c */
+        struct ControllerMetrics *metrics; /* metrics.c: /metrics, usage, lease journal fields */
         bool broken;
 };
 
@@ -97,12 +107,25 @@ uint64_t now_realtime_usec(void);
 /* RFC 3339 UTC with a Z; JSON null for 0. */
 json_t *json_timestamp(uint64_t usec);
 json_t *json_string_or_null(const char *s);
+/* {"key": "value", ...}, or NULL on OOM. */
+json_t *labels_to_json(const Label *l, size_t n);
 
-/* Commits t (may be NULL) together with every lease change the scheduler reported since the last
- * commit, then streams those changes to the watchers. Only after this returns 0 may a request
- * that caused a change be answered. A failed commit breaks the controller (it exits): the
- * store's state is the truth, a restart reads it. */
+/* Persisted before acknowledged, with group commit (docs/controller.md "What is persisted"): a
+ * request stages its transaction, and its reply is held until the group that holds its changes,
+ * and every change made before its reply was built, is durable. The group (every staged
+ * transaction, each with its own checks, then every lease change the scheduler reported) is
+ * committed with one fdatasync() once the loop has handled what is ready; then the changes are
+ * streamed to the watchers and the held replies go out. A failed commit breaks the controller (it
+ * exits, the held replies never go out): the store's state is the truth, a restart reads it. */
+/* Takes t (may be NULL) into the next group. */
+int controller_stage(Controller *c, StoreTxn *t);
+/* Stages t (may be NULL; takes it) and commits the group now, before returning: for what must be in the store before the
+ * next request is even authenticated (clients and exporters created or deleted, start-up). */
 int controller_commit(Controller *c, StoreTxn *t);
+/* Releases req's held reply now if nothing waits for a commit, else with the next group. */
+void controller_hold_reply(Controller *c, HttpRequest *req);
+/* Whether the object exists as the staged transactions leave it. */
+bool controller_store_exists(Controller *c, const char *collection, const char *name);
 
 CtlExporter *controller_find_exporter(Controller *c, const char *name);
 int controller_exporter_new(Controller *c, const char *name, json_t *record, CtlExporter **ret);

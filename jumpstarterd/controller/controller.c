@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "client-config.h"
 #include "controller-internal.h"
+#include "metrics.h"
+#include "file-util.h"
 #include "log.h"
 #include "macro.h"
 #include "token.h"
@@ -96,7 +99,7 @@ static int labels_from_json(json_t *const *objects, size_t n_objects, Label **re
         return 0;
 }
 
-static json_t *labels_to_json(const Label *l, size_t n) {
+json_t *labels_to_json(const Label *l, size_t n) {
         json_t *o = json_object();
 
         for (size_t i = 0; o && i < n; i++)
@@ -198,8 +201,11 @@ static void changes_clear(Controller *c) {
         c->n_changes = 0;
 }
 
+static int controller_flush(Controller *c);
+static void group_begin(Controller *c);
+
 /* The scheduler reports every change here, from a request or from a timer. Nothing is shown to
- * anyone until controller_commit() has made it durable. */
+ * anyone until the group commit that holds it is durable. */
 static void on_lease_change(LeaseScheduler *s, const Lease *l, LeaseEvent event, void *userdata) {
         Controller *c = userdata;
         LeaseChange *a, ch = { .event = event };
@@ -224,14 +230,15 @@ static void on_lease_change(LeaseScheduler *s, const Lease *l, LeaseEvent event,
         }
         c->changes = a;
         c->changes[c->n_changes++] = ch;
-        /* Changes that come from a timer are committed right after it. */
-        (void) sd_event_source_set_enabled(c->flush_source, SD_EVENT_ONESHOT);
+        /* Committed with the next group: after the requests that are ready now, or right after
+         * the timer that caused it. */
+        group_begin(c);
 }
 
 static int on_flush(sd_event_source *s, void *userdata) {
         Controller *c = userdata;
 
-        (void) controller_commit(c, NULL);
+        (void) controller_flush(c);
         return 0;
 }
 
@@ -340,6 +347,8 @@ static void broadcast_change(Controller *c, const LeaseChange *ch) {
                         break;
                 }
         }
+        if (ch->event == LEASE_EVENT_ENDED)
+                router_cut_lease(c->router, ch->name);
 }
 
 void controller_broadcast_keys(Controller *c) {
@@ -372,28 +381,19 @@ static int on_ping(sd_event_source *s, uint64_t usec, void *userdata) {
         return sd_event_source_set_time_relative(s, WATCH_PING_USEC);
 }
 
-/* Persistence */
+/* Persistence: group commit */
 
-int controller_commit(Controller *c, StoreTxn *t) {
-        _cleanup_(store_txn_freep) StoreTxn *own = NULL;
-        StoreStatus status;
-        size_t n;
+static void staged_clear(Controller *c) {
+        for (size_t i = 0; i < c->n_staged; i++)
+                store_txn_free(c->staged[i]);
+        c->n_staged = 0;
+}
+
+/* The leases' part of the group: the last change of each lease says what the store holds of it,
+ * and every change is a history entry. Goes last: the requests' transactions touch no lease. */
+static int changes_to_txn(Controller *c, StoreTxn *t) {
         int r;
 
-        if (c->broken) {
-                changes_clear(c);
-                return -EIO;
-        }
-        if (!t && c->n_changes == 0)
-                return 0;
-        if (!t) {
-                r = store_txn_new(&own);
-                if (r < 0)
-                        return r;
-                t = own;
-        }
-
-        /* The last change of each lease says what the store holds of it. */
         for (size_t i = c->n_changes; i > 0; i--) {
                 const LeaseChange *ch = &c->changes[i - 1];
                 bool later = false;
@@ -409,31 +409,98 @@ int controller_commit(Controller *c, StoreTxn *t) {
                 else
                         r = 0; /* created and ended before its first commit */
                 if (r < 0)
-                        goto fail;
+                        return r;
         }
         for (size_t i = 0; i < c->n_changes; i++) {
                 _cleanup_(json_decrefp) json_t *entry = NULL;
 
                 entry = json_pack("{s:s, s:O}", "event", lease_event_to_string(c->changes[i].event), "lease",
                                   c->changes[i].api);
-                if (!entry) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
+                if (!entry)
+                        return -ENOMEM;
                 r = store_txn_append_history(t, entry);
                 if (r < 0)
-                        goto fail;
+                        return r;
+        }
+        return 0;
+}
+
+static void controller_fail(Controller *c, int r) {
+        /* The scheduler has moved on and the store could not follow: stop, so that a restart
+         * starts again from what the store holds. The held replies never go out: their clients
+         * see the connection close, as with a crash. */
+        log_error_errno(r, "Failed to commit to the store, exiting: %m");
+        c->broken = true;
+        changes_clear(c);
+        staged_clear(c);
+        (void) sd_event_exit(c->event, r);
+}
+
+/* Commits everything staged and every lease change since the last commit as one group (one write,
+ * one fdatasync()), then streams the changes to the watchers and lets the held replies go. */
+static int controller_flush(Controller *c) {
+        _cleanup_(store_txn_freep) StoreTxn *leases = NULL;
+        _cleanup_free_ int *results = NULL;
+        HttpRequest **held;
+        StoreStatus status;
+        size_t n, n_held;
+        int r;
+
+        if (c->broken) {
+                changes_clear(c);
+                staged_clear(c);
+                return -EIO;
         }
 
-        r = store_commit(c->store, t, NULL);
-        if (r < 0)
-                goto fail;
+        if (c->n_changes > 0) {
+                r = store_txn_new(&leases);
+                if (r >= 0)
+                        r = changes_to_txn(c, leases);
+                if (r < 0) {
+                        controller_fail(c, r);
+                        return r;
+                }
+                r = controller_stage(c, TAKE_PTR(leases));
+                if (r < 0)
+                        return r;
+        }
+        if (c->n_staged > 0) {
+                results = calloc(c->n_staged, sizeof(int));
+                if (!results) {
+                        controller_fail(c, -ENOMEM);
+                        return -ENOMEM;
+                }
+                r = store_commit_group(c->store, (const StoreTxn *const *) c->staged, c->n_staged, results, NULL);
+                /* The controller checked each against what was staged before it: a conflict is a bug,
+                 * and memory is ahead of the store. */
+                for (size_t i = 0; r >= 0 && i < c->n_staged; i++)
+                        r = results[i];
+                if (r < 0) {
+                        controller_fail(c, r);
+                        return r;
+                }
+                staged_clear(c);
+        }
+
+        (void) sd_event_source_set_enabled(c->flush_source, SD_EVENT_OFF);
 
         /* Durable: now watchers may see it. Broadcasting cannot add changes. */
         n = c->n_changes;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 broadcast_change(c, &c->changes[i]);
+                controller_metrics_lease_change(c->metrics, &c->changes[i]); /* metrics.c: counters, journal */
+        }
         changes_clear(c);
+
+        /* And the requests whose answers showed it may have them. */
+        held = TAKE_PTR(c->held);
+        n_held = c->n_held;
+        c->n_held = c->n_held_allocated = 0;
+        for (size_t i = 0; i < n_held; i++) {
+                http_request_release(held[i]);
+                http_request_unref(held[i]);
+        }
+        free(held);
 
         store_status(c->store, &status);
         if (status.log_size > STORE_COMPACT_LOG_SIZE) {
@@ -442,15 +509,90 @@ int controller_commit(Controller *c, StoreTxn *t) {
                         log_warning_errno(r, "Failed to compact the store, ignoring: %m");
         }
         return 0;
+}
 
-fail:
-        /* The scheduler has moved on and the store could not follow: stop, so that a restart
-         * starts again from what the store holds. */
-        log_error_errno(r, "Failed to commit to the store, exiting: %m");
-        c->broken = true;
-        changes_clear(c);
-        (void) sd_event_exit(c->event, r);
-        return r;
+static bool controller_pending(Controller *c) {
+        return c->n_staged > 0 || c->n_changes > 0;
+}
+
+/* Something waits for the next group commit: it runs after the current pass. */
+static void group_begin(Controller *c) {
+        (void) sd_event_source_set_enabled(c->flush_source, SD_EVENT_ONESHOT);
+}
+
+int controller_stage(Controller *c, StoreTxn *t) {
+        StoreTxn **a;
+
+        if (c->broken) {
+                store_txn_free(t);
+                return -EIO;
+        }
+        if (t) {
+                if (c->n_staged >= c->n_staged_allocated) {
+                        size_t k = MAX(c->n_staged_allocated * 2, (size_t) 16);
+
+                        a = reallocarray(c->staged, k, sizeof(StoreTxn *));
+                        if (!a) {
+                                store_txn_free(t);
+                                controller_fail(c, -ENOMEM);
+                                return -ENOMEM;
+                        }
+                        c->staged = a;
+                        c->n_staged_allocated = k;
+                }
+                c->staged[c->n_staged++] = t;
+        }
+        if (controller_pending(c))
+                group_begin(c);
+        return 0;
+}
+
+int controller_commit(Controller *c, StoreTxn *t) {
+        int r;
+
+        r = controller_stage(c, t);
+        if (r < 0)
+                return r;
+        return controller_flush(c);
+}
+
+void controller_hold_reply(Controller *c, HttpRequest *req) {
+        HttpRequest **a;
+
+        if (!controller_pending(c)) {
+                http_request_release(req);
+                return;
+        }
+        if (c->n_held >= c->n_held_allocated) {
+                size_t k = MAX(c->n_held_allocated * 2, (size_t) 64);
+
+                a = reallocarray(c->held, k, sizeof(HttpRequest *));
+                if (!a) {
+                        /* Cannot wait for the group: commit it now. */
+                        if (controller_flush(c) >= 0)
+                                http_request_release(req);
+                        return;
+                }
+                c->held = a;
+                c->n_held_allocated = k;
+        }
+        c->held[c->n_held++] = http_request_ref(req);
+}
+
+bool controller_store_exists(Controller *c, const char *collection, const char *name) {
+        /* The last staged write to it wins over the store. */
+        for (size_t i = c->n_staged; i > 0; i--) {
+                const StoreTxn *t = c->staged[i - 1];
+
+                for (size_t j = 0; j < t->n_ops; j++) {
+                        const StoreOp *op = t->ops + j;
+
+                        if ((op->type == STORE_OP_PUT || op->type == STORE_OP_DELETE) &&
+                            streq(op->collection, collection) && streq(op->name, name))
+                                return op->type == STORE_OP_PUT;
+                }
+        }
+        return store_get(c->store, collection, name, NULL, NULL) >= 0;
 }
 
 /* Exporters */
@@ -663,8 +805,8 @@ static int exporter_timeout_fired(sd_event_source *s, uint64_t usec, void *userd
                 c->broken = true;
                 return sd_event_exit(c->event, r);
         }
-        /* A failed commit stops the loop itself. */
-        (void) controller_commit(c, t);
+        /* Committed with the next group; a failed commit stops the loop itself. */
+        (void) controller_stage(c, TAKE_PTR(t));
         return 0;
 }
 
@@ -769,138 +911,13 @@ int controller_issue_api_token(Controller *c, const char *kind, const char *name
         return 0;
 }
 
-/* Files */
-
-static int read_small_file(const char *path, size_t max, char **ret) {
-        _cleanup_free_ char *buf = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        size_t n = 0;
-
-        buf = malloc(max + 1);
-        if (!buf)
-                return -ENOMEM;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return negative_errno();
-        for (;;) {
-                ssize_t k = read(fd, buf + n, max + 1 - n);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return negative_errno();
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-                if (n > max)
-                        return -EFBIG;
-        }
-        buf[n] = 0;
-        if (strlen(buf) != n)
-                return -EBADMSG;
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
-
-static int fsync_directory_of(const char *path) {
-        _cleanup_free_ char *dir = strdup(path);
-        _cleanup_close_ int fd = -EBADF;
-        char *slash;
-
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (slash)
-                *(slash == dir ? slash + 1 : slash) = 0;
-        fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0)
-                return negative_errno();
-        return 0;
-}
-
-/* Written to PATH.tmp (mode 0600), fsync()ed, renamed over PATH, directory fsync()ed. */
-static int write_file_atomic(const char *path, const char *data) {
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        size_t n = strlen(data), done = 0;
-        int r;
-
-        if (asprintf(&tmp, "%s.tmp", path) < 0)
-                return -ENOMEM;
-        (void) unlink(tmp);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return negative_errno();
-        while (done < n) {
-                ssize_t k = write(fd, data + done, n - done);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = negative_errno();
-                        goto fail;
-                }
-                done += (size_t) k;
-        }
-        if (fsync(fd) < 0 || rename(tmp, path) < 0) {
-                r = negative_errno();
-                goto fail;
-        }
-        return fsync_directory_of(path);
-
-fail:
-        (void) unlink(tmp);
-        return r;
-}
-
-/* A YAML double-quoted scalar. */
-static void yaml_quote(FILE *f, const char *s) {
-        fputc('"', f);
-        for (; *s; s++) {
-                unsigned char ch = (unsigned char) *s;
-
-                if (ch == '"' || ch == '\\')
-                        fprintf(f, "\\%c", ch);
-                else if (ch == '\n')
-                        fputs("\\n", f);
-                else if (ch < 0x20 || ch == 0x7f)
-                        fprintf(f, "\\x%02x", ch);
-                else
-                        fputc(ch, f);
-        }
-        fputc('"', f);
-}
-
-static int client_config_format(Controller *c, const char *name, const char *token, char **ret) {
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *f;
-
-        f = open_memstream(&buf, &size);
-        if (!f)
-                return -ENOMEM;
-        fputs("apiVersion: jumpstarter.dev/v1alpha1\n"
-              "kind: ClientConfig\n"
-              "metadata:\n", f);
-        fprintf(f, "  name: %s\n  namespace: default\nendpoint: ", name);
-        yaml_quote(f, c->endpoint);
-        fputs("\ntls:\n  ca: ", f);
-        yaml_quote(f, c->ca_pem);
-        fputs("\n  insecure: false\ntoken: ", f);
-        yaml_quote(f, token);
-        fputc('\n', f);
-        if (fclose(f) != 0) {
-                free(buf);
-                return -ENOMEM;
-        }
-        *ret = buf;
-        return 0;
-}
+/* Bootstrap */
 
 /* A first start: the "admin" client, and a ClientConfig for it that only root can read. */
 static int controller_bootstrap_admin(Controller *c) {
-        _cleanup_free_ char *token = NULL, *jti = NULL, *text = NULL, *path = NULL;
+        _cleanup_free_ char *token = NULL, *jti = NULL, *path = NULL;
         _cleanup_(store_txn_freep) StoreTxn *t = NULL;
+        ClientConfig admin;
         _cleanup_(json_decrefp) json_t *record = NULL;
         uint64_t expires;
         int r;
@@ -919,16 +936,20 @@ static int controller_bootstrap_admin(Controller *c) {
         r = store_txn_put(t, COLLECTION_CLIENTS, "admin", record, STORE_REVISION_ANY);
         if (r < 0)
                 return log_error_errno(r, "Failed to prepare the admin client: %m");
-        r = controller_commit(c, t);
+        r = controller_commit(c, TAKE_PTR(t));
         if (r < 0)
                 return r;
 
-        r = client_config_format(c, "admin", token, &text);
-        if (r < 0)
-                return log_oom();
+        admin = (ClientConfig) {
+                .name = (char *) "admin",
+                .namespace = (char *) "default",
+                .endpoint = c->endpoint,
+                .ca_pem = c->ca_pem,
+                .token = token,
+        };
         if (asprintf(&path, "%s/admin-client.yaml", c->config->state_directory) < 0)
                 return log_oom();
-        r = write_file_atomic(path, text);
+        r = client_config_write(&admin, path);
         if (r < 0)
                 return log_error_errno(r, "Failed to write %s: %m", path);
         log_notice("Created the keyring and the admin client; its ClientConfig is %s", path);
@@ -1068,7 +1089,7 @@ static int controller_restore(Controller *c) {
 
         /* Leases that ran out while the controller was down end from the loop, at once. */
         lease_scheduler_restore_done(c->scheduler);
-        r = controller_commit(c, t);
+        r = controller_commit(c, TAKE_PTR(t));
         if (r < 0)
                 return r;
         log_info("Restored %zu exporter%s and %zu lease%s from the store.", c->n_exporters,
@@ -1106,7 +1127,7 @@ int controller_new(sd_event *event, const ControllerConfig *config, Controller *
         c->event = sd_event_ref(event);
         c->config = config;
 
-        r = read_small_file(config->ca, CA_SIZE_MAX, &c->ca_pem);
+        r = read_file_bounded(config->ca, CA_SIZE_MAX, &c->ca_pem);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the CA certificate %s: %m", config->ca);
         if (!strstr(c->ca_pem, "-----BEGIN CERTIFICATE-----"))
@@ -1159,8 +1180,11 @@ int controller_new(sd_event *event, const ControllerConfig *config, Controller *
                 return log_error_errno(r, "Failed to add the store flush: %m");
         (void) sd_event_source_set_enabled(c->flush_source, SD_EVENT_OFF);
         (void) sd_event_source_set_description(c->flush_source, "controller-flush");
-        /* Before anything else that is pending: timer-driven changes are committed at once. */
-        (void) sd_event_source_set_priority(c->flush_source, SD_EVENT_PRIORITY_IMPORTANT);
+        /* Group commit: the requests that one pass of the HTTP server handled (every connection
+         * that was ready) are committed together, with one fdatasync(), right after that pass and
+         * before the loop polls for more: a defer source enabled during the pass is older than
+         * the events of the next poll, and sd-event runs the older first among equal priorities. */
+        (void) sd_event_source_set_priority(c->flush_source, SD_EVENT_PRIORITY_NORMAL);
 
         r = controller_restore(c);
         if (r < 0)
@@ -1183,6 +1207,14 @@ int controller_new(sd_event *event, const ControllerConfig *config, Controller *
         r = controller_api_register(c);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the API routes: %m");
+        r = controller_metrics_new(c, &c->metrics); /* metrics.c: /metrics, /v1/admin/usage, retention */
+        if (r < 0)
+                return r;
+        if (config->router_listen) {
+                r = router_new(c, &c->router);
+                if (r < 0)
+                        return r;
+        }
 
         r = sd_event_add_time_relative(event, &c->ping_timer, CLOCK_MONOTONIC, WATCH_PING_USEC, USEC_PER_MSEC * 50,
                                        on_ping, c);
@@ -1205,10 +1237,12 @@ int controller_new(sd_event *event, const ControllerConfig *config, Controller *
 Controller *controller_free(Controller *c) {
         if (!c)
                 return NULL;
-        if (c->store && c->n_changes > 0)
-                (void) controller_commit(c, NULL);
+        if (c->store && controller_pending(c))
+                (void) controller_flush(c);
+        c->router = router_free(c->router);
         /* Cancels every request: watches free themselves. */
         c->server = http_server_free(c->server);
+        c->metrics = controller_metrics_free(c->metrics); /* its routes went with the server */
         while (c->watches)
                 watch_free(c->watches);
         sd_event_source_disable_unref(c->ping_timer);
@@ -1219,6 +1253,11 @@ Controller *controller_free(Controller *c) {
         if (c->scheduler)
                 lease_scheduler_free(c->scheduler);
         changes_clear(c);
+        staged_clear(c);
+        free(c->staged);
+        for (size_t i = 0; i < c->n_held; i++)
+                http_request_unref(c->held[i]);
+        free(c->held);
         keyring_free(c->keyring);
         store_close(c->store);
         free(c->api_bindings);

@@ -106,6 +106,7 @@ struct HttpRequest {
         bool queued;
 
         bool suspended;
+        bool held;            /* a reply or stream waits for http_request_release() */
         sd_event_source *hangup_source;
 
         bool streaming;
@@ -275,7 +276,8 @@ static void request_cancel(HttpRequest *req) {
 }
 
 static void request_resume(HttpRequest *req) {
-        if (!req->suspended)
+        /* A held reply stays parked; a cancellation still goes through. */
+        if (!req->suspended || (req->held && !req->cancelled))
                 return;
         req->hangup_source = sd_event_source_disable_unref(req->hangup_source);
         req->suspended = false;
@@ -350,6 +352,20 @@ static int request_check_reply(HttpRequest *req) {
         if (req->cancelled || !req->connection)
                 return -ECONNRESET;
         return 0;
+}
+
+void http_request_hold(HttpRequest *req) {
+        if (req)
+                req->held = true;
+}
+
+void http_request_release(HttpRequest *req) {
+        if (!req || !req->held)
+                return;
+        req->held = false;
+        /* MHD calls the access handler again, which queues the reply. */
+        if (req->replied)
+                request_resume(req);
 }
 
 int http_request_add_header(HttpRequest *req, const char *name, const char *value) {
@@ -627,6 +643,21 @@ const char *http_request_get_header(HttpRequest *req, const char *name) {
         return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
 }
 
+int http_request_get_local_address(HttpRequest *req, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        const union MHD_ConnectionInfo *info;
+        socklen_t len = sizeof *ret;
+
+        if (!req || !req->connection)
+                return -ENOTCONN;
+        info = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!info)
+                return -ENOTCONN;
+        if (getsockname(info->connect_fd, (struct sockaddr *) ret, &len) < 0)
+                return -errno;
+        *ret_len = len;
+        return 0;
+}
+
 json_t *http_request_get_json(HttpRequest *req) {
         return req ? req->json : NULL;
 }
@@ -901,10 +932,11 @@ static enum MHD_Result http_server_on_access(void *cls, struct MHD_Connection *c
                 }
         }
 
-        if (req->replied)
+        if (req->replied && !req->held)
                 return request_queue(req);
 
-        /* The handler replies later: park the connection, the loop goes on with the others. */
+        /* The handler replies later, or its reply is held: park the connection, the loop goes on
+         * with the others. */
         if (!req->suspended)
                 request_suspend(req);
         return MHD_YES;

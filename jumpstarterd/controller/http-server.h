@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <systemd/sd-event.h>
 
 #include "api-error.h"
@@ -97,6 +98,9 @@ const char *http_request_get_param(HttpRequest *req, const char *name);
 /* A query argument (?key=value) or a request header, or NULL; NULL once the client is gone. */
 const char *http_request_get_query(HttpRequest *req, const char *key);
 const char *http_request_get_header(HttpRequest *req, const char *name);
+/* The address of ours that the client connected to (getsockname() of its connection); -ENOTCONN
+ * once the connection is gone. */
+int http_request_get_local_address(HttpRequest *req, struct sockaddr_storage *ret, socklen_t *ret_len);
 /* The parsed body (borrowed), or NULL if the request had none. */
 json_t *http_request_get_json(HttpRequest *req);
 
@@ -112,6 +116,12 @@ typedef void (*HttpRequestCancelFunc)(HttpRequest *req, void *userdata);
 void http_request_set_cancel_callback(HttpRequest *req, HttpRequestCancelFunc callback, void *userdata);
 /* True once the client is gone or the request was cancelled. */
 bool http_request_is_cancelled(HttpRequest *req);
+
+/* Holds back whatever reply (or stream) the request gets until http_request_release(): the
+ * connection stays parked meanwhile. For a reply that may go out only once something else has
+ * happened, such as the commit that makes its change durable. Cancellation is not held up. */
+void http_request_hold(HttpRequest *req);
+void http_request_release(HttpRequest *req);
 
 /* Adds a header to the reply (e.g. Location); before replying. */
 int http_request_add_header(HttpRequest *req, const char *name, const char *value);
