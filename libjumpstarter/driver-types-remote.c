@@ -17,6 +17,11 @@ static const OptionSpec remote_options[] = {
           "a file that holds the stream token, read again before each connection (so it can be renewed)" },
         { "connect_timeout", OPTION_DURATION, false,
           "how long a connection and its handshake may take (default 5s)", .min = 1 },
+        { "router", OPTION_STRING, false,
+          "the controller's router, IPv4:PORT or [IPv6]:PORT: streams go through it when the exporter cannot be "
+          "reached directly" },
+        { "router_ca", OPTION_STRING, false,
+          "the CA that signed the router's certificate: PEM text or an absolute path (default: the system's CAs)" },
         {}
 };
 
@@ -61,6 +66,8 @@ static int remote_validate(const DriverConfig *c, char **ret_problem, const char
         const char *fingerprint = driver_config_get_string(c, "fingerprint");
         const char *dut = driver_config_get_string(c, "dut");
         const char *token = driver_config_get_string(c, "token");
+        const char *router = driver_config_get_string(c, "router");
+        const char *router_ca = driver_config_get_string(c, "router_ca");
         size_t prefix = strlen("sha256:");
 
         if (!address_is_valid(address))
@@ -79,6 +86,14 @@ static int remote_validate(const DriverConfig *c, char **ret_problem, const char
                 return driver_config_problem(ret_problem, ret_option, NULL, "no token: set token or token_file");
         if (token && (!*token || strpbrk(token, " \t\r\n")))
                 return driver_config_problem(ret_problem, ret_option, "token", "expected a JWT without blanks");
+        if (router && !address_is_valid(router))
+                return driver_config_problem(ret_problem, ret_option, "router",
+                                             "expected IPv4:PORT or [IPv6]:PORT such as 192.0.2.10:8444");
+        if (router_ca && !router)
+                return driver_config_problem(ret_problem, ret_option, "router_ca", "router_ca needs router");
+        if (router_ca && !strstr(router_ca, "-----BEGIN CERTIFICATE-----") && router_ca[0] != '/')
+                return driver_config_problem(ret_problem, ret_option, "router_ca",
+                                             "expected PEM text (-----BEGIN CERTIFICATE-----...) or an absolute path");
         return 0;
 }
 

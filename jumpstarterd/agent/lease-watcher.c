@@ -86,6 +86,9 @@ struct LeaseWatcher {
         uint64_t backoff_usec;
         sd_event_source *reconnect_timer;
         sd_event_source *idle_timer;
+        /* Handles the watch's lines from the loop, not from libcurl's write callback: what a line
+         * does may start or end transfers, and libcurl refuses that from within its callbacks. */
+        sd_event_source *lines_event;
 
         Lease *leases;
 };
@@ -281,11 +284,14 @@ static char *yaml_quote_or_null(const char *s) {
 /* The DUT of an active lease: one remote DUT, named after the lease, that streams from the
  * exporter's DUT with the token in token_path. */
 static int lease_add_dut(Lease *l, const char *exporter, const char *dut, const char *address,
-                         const char *fingerprint) {
+                         const char *fingerprint, const char *router, json_t *labels) {
         LeaseWatcher *w = l->w;
         _cleanup_free_ char *yaml = NULL, *q_exporter = NULL, *q_dut = NULL, *q_address = NULL,
-                            *q_fingerprint = NULL, *q_path = NULL, *q_client = NULL, *error = NULL, *path = NULL;
+                            *q_fingerprint = NULL, *q_path = NULL, *q_client = NULL, *error = NULL, *path = NULL,
+                            *routed = NULL, *q_router = NULL, *q_ca = NULL, *device_labels = NULL;
         ExporterConfig *config = NULL;
+        const char *key;
+        json_t *value;
         int r;
 
         q_exporter = yaml_quote_or_null(exporter);
@@ -296,6 +302,32 @@ static int lease_add_dut(Lease *l, const char *exporter, const char *dut, const 
         q_client = yaml_quote_or_null(w->client_name);
         if (!q_exporter || !q_dut || !q_address || !q_fingerprint || !q_path || !q_client)
                 return log_oom();
+        /* The device's labels, as the controller matched them (the exporter and DUT labels below win). */
+        json_object_foreach(labels, key, value) {
+                _cleanup_free_ char *q_key = NULL, *q_value = NULL;
+                char *joined;
+
+                if (!json_is_string(value) || streq(key, "exporter") || streq(key, "dut"))
+                        continue;
+                q_key = yaml_quote_or_null(key);
+                q_value = yaml_quote_or_null(json_string_value(value));
+                if (!q_key || !q_value ||
+                    asprintf(&joined, "%s      %s: %s\n", strempty(device_labels), q_key, q_value) < 0)
+                        return log_oom();
+                free(device_labels);
+                device_labels = joined;
+        }
+        /* The controller's router, for an exporter this host cannot reach: its certificate is the
+         * controller's, vouched for by the CA of the ClientConfig (none: the system's CAs). */
+        if (router) {
+                q_router = yaml_quote_or_null(router);
+                q_ca = w->ca_pem ? yaml_quote_or_null(w->ca_pem) : NULL;
+                if (!q_router || (w->ca_pem && !q_ca))
+                        return log_oom();
+                if (asprintf(&routed, "      router: %s\n%s%s%s", q_router, q_ca ? "      router_ca: " : "",
+                             strempty(q_ca), q_ca ? "\n" : "") < 0)
+                        return log_oom();
+        }
 
         if (asprintf(&yaml,
                      "apiVersion: jumpstarter.dev/v1alpha1\n"
@@ -306,14 +338,17 @@ static int lease_add_dut(Lease *l, const char *exporter, const char *dut, const 
                      "  %s:\n"
                      "    type: remote\n"
                      "    labels:\n"
+                     "%s"
                      "      exporter: %s\n"
                      "      dut: %s\n"
                      "    config:\n"
                      "      address: %s\n"
                      "      dut: %s\n"
                      "      fingerprint: %s\n"
-                     "      token_file: %s\n",
-                     q_client, l->name, q_exporter, q_dut, q_address, q_dut, q_fingerprint, q_path) < 0)
+                     "      token_file: %s\n"
+                     "%s",
+                     q_client, l->name, strempty(device_labels), q_exporter, q_dut, q_address, q_dut, q_fingerprint, q_path,
+                     strempty(routed)) < 0)
                 return log_oom();
         if (asprintf(&path, "%s/%s.yaml", w->token_dir, l->name) < 0)
                 return log_oom();
@@ -378,7 +413,8 @@ static int parse_timestamp(const char *s, uint64_t *ret) {
 static void on_token_done(Lease *l, Request *q, CURLcode result) {
         _cleanup_(json_decrefp) json_t *body = NULL;
         _cleanup_free_ char *message = NULL;
-        const char *token, *expires, *exporter, *dut, *address, *fingerprint;
+        const char *token, *expires, *exporter, *dut, *address, *fingerprint, *router = NULL;
+        json_t *labels = NULL;
         uint64_t expires_usec, now, left;
         int r;
 
@@ -394,8 +430,9 @@ static void on_token_done(Lease *l, Request *q, CURLcode result) {
         }
 
         body = q->body_too_large ? NULL : json_loadb(q->body ?: "", q->body_size, 0, NULL);
-        if (json_unpack(body, "{s:s, s:s, s:s, s:s, s:s, s:s}", "token", &token, "expires", &expires,
-                        "exporter", &exporter, "dut", &dut, "address", &address, "fingerprint", &fingerprint) < 0 ||
+        if (json_unpack(body, "{s:s, s:s, s:s, s:s, s:s, s:s, s?:s, s?:o}", "token", &token, "expires", &expires,
+                        "exporter", &exporter, "dut", &dut, "address", &address, "fingerprint", &fingerprint,
+                        "router", &router, "labels", &labels) < 0 ||
             parse_timestamp(expires, &expires_usec) < 0) {
                 log_dut_prefix(LOG_WARNING, EBADMSG, l->name, "The controller's stream token answer does not parse, "
                                "retrying");
@@ -410,7 +447,7 @@ static void on_token_done(Lease *l, Request *q, CURLcode result) {
         }
 
         if (!l->has_dut && !l->failed) {
-                r = lease_add_dut(l, exporter, dut, address, fingerprint);
+                r = lease_add_dut(l, exporter, dut, address, fingerprint, router, labels);
                 if (r < 0) {
                         /* Not retried: it would fail the same way until something changes. */
                         l->failed = true;
@@ -520,6 +557,8 @@ static void watch_on_lease(LeaseWatcher *w, const char *event, json_t *lease) {
                 return;
         }
         (void) json_unpack(lease, "{s?s}", "reason", &reason);
+        /* The DUT's lease file: kept while active (the DUT may come later), updated on extend. */
+        (void) exporter_set_lease(w->exporter, name, streq(state, "active") && !streq(event, "ended") ? lease : NULL);
 
         if (streq(event, "ended") || streq(state, "ended"))
                 return lease_ended(w, name, reason);
@@ -581,7 +620,7 @@ static void watch_on_line(LeaseWatcher *w, const char *line, size_t size) {
 static size_t request_on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
         Request *q = userdata;
         size_t n = size * nmemb;
-        char *b, *nl;
+        char *b;
 
         if (q->body_size + n > BODY_MAX) {
                 q->body_too_large = true;
@@ -599,20 +638,32 @@ static size_t request_on_body(char *ptr, size_t size, size_t nmemb, void *userda
         if (q->kind != REQUEST_WATCH || request_status(q) != 200)
                 return n;
 
-        /* Each line is a JSON object; chunk boundaries mean nothing. */
         (void) sd_event_source_set_time_relative(q->w->idle_timer, WATCH_IDLE_USEC);
-        while ((nl = memchr(q->body, '\n', q->body_size))) {
-                size_t line = (size_t) (nl - q->body);
-
-                if (line > 0)
-                        watch_on_line(q->w, q->body, line);
-                /* The watch may have been cut by what the line did: q is still ours here (only the
-                 * idle timer and the done callback free it). */
-                memmove(q->body, nl + 1, q->body_size - line - 1);
-                q->body_size -= line + 1;
-                q->body[q->body_size] = '\0';
-        }
+        if (memchr(ptr, '\n', n))
+                (void) sd_event_source_set_enabled(q->w->lines_event, SD_EVENT_ONESHOT);
         return n;
+}
+
+static int on_lines_event(sd_event_source *s, void *userdata) {
+        LeaseWatcher *w = userdata;
+        Request *q;
+        char *nl;
+
+        /* Each line is a JSON object; chunk boundaries mean nothing. A line may end the watch (a
+         * revoked client): stop then. */
+        while ((q = w->watch) && (nl = memchr(q->body, '\n', q->body_size))) {
+                _cleanup_free_ char *line = strndup(q->body, (size_t) (nl - q->body));
+                size_t len = (size_t) (nl - q->body);
+
+                if (!line)
+                        return log_oom();
+                memmove(q->body, nl + 1, q->body_size - len - 1);
+                q->body_size -= len + 1;
+                q->body[q->body_size] = '\0';
+                if (len > 0)
+                        watch_on_line(w, line, len);
+        }
+        return 0;
 }
 
 static void watch_stop(LeaseWatcher *w) {
@@ -758,6 +809,10 @@ int lease_watcher_new(sd_event *event, Exporter *exporter, const ClientConfig *c
                                                on_idle_timer, w);
         if (r >= 0)
                 r = sd_event_source_set_enabled(w->idle_timer, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_defer(event, &w->lines_event, on_lines_event, w);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(w->lines_event, SD_EVENT_OFF);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the lease watch timers: %m");
 
@@ -790,6 +845,7 @@ LeaseWatcher *lease_watcher_free(LeaseWatcher *w) {
         }
         sd_event_source_disable_unref(w->reconnect_timer);
         sd_event_source_disable_unref(w->idle_timer);
+        sd_event_source_disable_unref(w->lines_event);
         curl_glue_free(w->glue);
         if (w->token_dir_made && rmdir(w->token_dir) < 0 && errno != ENOENT)
                 log_debug_errno(errno, "Failed to remove %s: %m", w->token_dir);

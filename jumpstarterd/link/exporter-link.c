@@ -1169,6 +1169,13 @@ void exporter_link_set_dial(ExporterLink *l, void (*cb)(const char *id, const ch
         l->dial_userdata = u;
 }
 
+const char *exporter_link_get_ca(ExporterLink *l, bool *ret_insecure) {
+        assert(l);
+        if (ret_insecure)
+                *ret_insecure = l->config->tls_insecure;
+        return l->ca_pem;
+}
+
 bool exporter_link_is_connected(ExporterLink *l) {
         assert(l);
         return l->connected;

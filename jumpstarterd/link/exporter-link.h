@@ -33,9 +33,12 @@ Keyring *exporter_link_get_keyring(ExporterLink *l);
 const char *exporter_link_get_issuer(ExporterLink *l);
 /* Called when a DUT's lease begins or ends (lease NULL), so the stream server can cut streams. */
 void exporter_link_set_lease_changed(ExporterLink *l, void (*cb)(const char *dut, const char *lease, void *u), void *u);
-/* Called for a "dial" line (routed streams, wired up later). */
+/* Called for a "dial" line: connect to the router for a routed stream (stream-owner.c). */
 void exporter_link_set_dial(ExporterLink *l, void (*cb)(const char *id, const char *router, const char *token, void *u),
                             void *u);
+/* The trust of the link, for the router's certificate: the controller's CA as PEM (NULL: the system's
+ * CAs), and whether tls.insecure turns verification off. */
+const char *exporter_link_get_ca(ExporterLink *l, bool *ret_insecure);
 /* The watch is open and the controller has spoken on it. */
 bool exporter_link_is_connected(ExporterLink *l);
 

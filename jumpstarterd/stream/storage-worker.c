@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "block-protocol.h"
+#include "exporter-metrics.h"
 #include "log.h"
 #include "stream-internal.h"
 
@@ -159,6 +160,8 @@ static void *storage_worker_thread(void *userdata) {
                         break;
                 }
 
+                if (result > 0 && q.op != BLOCK_OP_FSYNC) /* exporter-metrics.c, atomic */
+                        exporter_metrics_add_storage_bytes(q.op == BLOCK_OP_WRITE, (uint64_t) result);
                 block_answer_encode(result, answer);
                 if (!worker_write(w, answer, sizeof answer))
                         break;

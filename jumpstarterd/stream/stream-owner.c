@@ -1,13 +1,38 @@
 /* Who the stream server asks about keys and leases: the exporter link, or direct mode's command line */
 #include <assert.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "stream-owner.h"
+#include "tls-conn.h"
+#include "tls.h"
+
+/* The connection to the router and the dial line must be done within this; the router gives up on
+ * us after about as long. */
+#define DIAL_TIMEOUT_USEC (10 * USEC_PER_SEC)
+/* Dials under way at once: a controller that asks for more is not served beyond that. */
+#define DIALS_MAX 64
+
+typedef struct Dial Dial;
+struct Dial {
+        StreamOwner *owner;
+        Dial *next;
+        TlsConn *conn;
+        char *id;
+        char *token;
+        char router[SOCKET_ADDRESS_MAX];
+};
 
 struct StreamOwner {
+        sd_event *event;
         StreamServer *server;
         ExporterLink *link;
+        SSL_CTX *router_tls; /* made at the first dial */
+        Dial *dials;
+        size_t n_dials;
         Keyring *keyring;
         char *issuer;
         char **duts, **leases; /* direct mode, NULL-terminated, in step */
@@ -42,11 +67,143 @@ static const StreamServerHooks linked_hooks = {
         .issuer = linked_issuer,
 };
 
+static void dial_free(Dial *d) {
+        StreamOwner *o;
+
+        if (!d)
+                return;
+        o = d->owner;
+        for (Dial **link = &o->dials; *link; link = &(*link)->next)
+                if (*link == d) {
+                        *link = d->next;
+                        o->n_dials--;
+                        break;
+                }
+        tls_conn_free(d->conn);
+        free(d->id);
+        if (d->token)
+                explicit_bzero(d->token, strlen(d->token));
+        free(d->token);
+        free(d);
+}
+
+/* The router's certificate is verified as the link verifies the controller's: same CA, and the
+ * address dialed must be in it. The router then hands us a stream as a client would. */
+static void dial_on_ready(TlsConn *c, void *userdata) {
+        Dial *d = userdata;
+        StreamOwner *o = d->owner;
+        _cleanup_free_ char *s = NULL, *line = NULL, *peer = NULL;
+        json_t *v;
+        int r, n;
+
+        v = json_pack("{ssss}", "dial", d->id, "token", d->token);
+        s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+        json_decref(v);
+        n = s ? asprintf(&line, "%s\n", s) : -1;
+        if (n < 0) {
+                log_oom();
+                return dial_free(d);
+        }
+        r = tls_conn_write(c, line, (size_t) n);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to send the dial line to the router at %s: %m", d->router);
+                return dial_free(d);
+        }
+        if (asprintf(&peer, "router %s (dial %s)", d->router, d->id) < 0)
+                peer = NULL;
+        log_debug("Dialed the router at %s for routed stream %s", d->router, d->id);
+        /* The connection is the stream server's now. */
+        d->conn = NULL;
+        r = stream_server_adopt(o->server, c, peer);
+        if (r < 0)
+                log_warning_errno(r, "Failed to serve routed stream %s: %m", d->id);
+        dial_free(d);
+}
+
+static void dial_on_closed(TlsConn *c, int error, void *userdata) {
+        Dial *d = userdata;
+
+        if (error == -EPERM && tls_conn_get_verify_error(c))
+                log_warning("Routed stream %s: the router at %s presented a certificate that the controller's CA "
+                            "does not vouch for: %s", d->id, d->router, tls_conn_get_verify_error(c));
+        else
+                log_warning_errno(error ?: -ECONNRESET, "Routed stream %s: cannot reach the router at %s: %m", d->id,
+                                  d->router);
+        dial_free(d);
+}
+
+static const TlsConnOps dial_ops = {
+        .ready = dial_on_ready,
+        .closed = dial_on_closed,
+};
+
+static int owner_router_tls(StreamOwner *o) {
+        bool insecure = false;
+        const char *ca;
+        int r;
+
+        if (o->router_tls)
+                return 0;
+        ca = exporter_link_get_ca(o->link, &insecure);
+        r = insecure ? tls_client_ctx_new_insecure(&o->router_tls) : tls_client_ctx_new_ca(ca, &o->router_tls);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up TLS for the router: %m");
+        return 0;
+}
+
+static void linked_dial(const char *id, const char *router, const char *token, void *userdata) {
+        StreamOwner *o = userdata;
+        Dial *d;
+        int r;
+
+        if (o->n_dials >= DIALS_MAX) {
+                log_warning("The controller asked for routed stream %s while %u dials are under way, ignoring it", id,
+                            DIALS_MAX);
+                return;
+        }
+        if (owner_router_tls(o) < 0)
+                return;
+
+        d = calloc(1, sizeof *d);
+        if (!d) {
+                log_oom();
+                return;
+        }
+        d->owner = o;
+        d->id = strdup(id);
+        d->token = strdup(token);
+        (void) snprintf(d->router, sizeof d->router, "%s", router);
+        if (!d->id || !d->token) {
+                free(d->id);
+                free(d->token);
+                free(d);
+                log_oom();
+                return;
+        }
+        d->next = o->dials;
+        o->dials = d;
+        o->n_dials++;
+
+        r = tls_conn_connect(o->event, o->router_tls, router, NULL, DIAL_TIMEOUT_USEC, &dial_ops, d, &d->conn);
+        if (r < 0) {
+                log_warning_errno(r, "Routed stream %s: cannot dial the router at %s: %m", id, router);
+                dial_free(d);
+                return;
+        }
+        log_debug("Dialing the router at %s for routed stream %s", router, id);
+}
+
 StreamOwner *stream_owner_free(StreamOwner *o) {
         if (!o)
                 return NULL;
-        if (o->link)
+        if (o->link) {
                 exporter_link_set_lease_changed(o->link, NULL, NULL);
+                exporter_link_set_dial(o->link, NULL, NULL);
+        }
+        while (o->dials)
+                dial_free(o->dials);
+        SSL_CTX_free(o->router_tls);
+        sd_event_unref(o->event);
         stream_server_free(o->server);
         keyring_free(o->keyring);
         free(o->issuer);
@@ -73,11 +230,13 @@ int stream_owner_new_linked(sd_event *event, Exporter *exporter, const char *exp
         if (!o)
                 return log_oom();
         o->link = link;
+        o->event = sd_event_ref(event);
         r = stream_server_new(event, exporter, exporter_name, listen, &linked_hooks, o, &o->server);
         if (r < 0)
                 return r;
         exporter_link_set_streams(link, stream_server_get_address(o->server), stream_server_get_fingerprint(o->server));
         exporter_link_set_lease_changed(link, linked_lease_changed, o);
+        exporter_link_set_dial(link, linked_dial, o);
         *ret = TAKE_PTR(o);
         return 0;
 }

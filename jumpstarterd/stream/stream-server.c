@@ -409,6 +409,34 @@ static int stream_server_on_accept(sd_event_source *source, int fd, uint32_t rev
         return 0;
 }
 
+int stream_server_adopt(StreamServer *s, TlsConn *conn, const char *peer) {
+        Stream *st;
+        int r;
+
+        assert(s && conn);
+
+        st = calloc(1, sizeof *st);
+        if (!st) {
+                tls_conn_free(conn);
+                return -ENOMEM;
+        }
+        st->server = s;
+        st->kind = _STREAM_KIND_INVALID;
+        st->conn = conn;
+        (void) snprintf(st->peer, sizeof st->peer, "%s", peer ?: tls_conn_get_peer(conn));
+        tls_conn_set_userdata(conn, &stream_conn_ops, st);
+        r = tls_conn_set_timeout(conn, STREAM_REQUEST_TIMEOUT_USEC);
+        if (r < 0) {
+                stream_free(st); /* not linked yet: unlinking finds nothing */
+                return r;
+        }
+        st->next = s->streams;
+        s->streams = st;
+        s->n_streams++;
+        log_debug("Stream connection from %s", st->peer);
+        return 0;
+}
+
 int stream_server_new(sd_event *event, Exporter *exporter, const char *exporter_name, const char *listen_address,
                       const StreamServerHooks *hooks, void *userdata, StreamServer **ret) {
         _cleanup_(stream_server_freep) StreamServer *s = NULL;

@@ -7,6 +7,7 @@
 #include "exporter.h"
 #include "keyring.h"
 #include "macro.h"
+#include "tls-conn.h"
 
 typedef struct StreamServer StreamServer;
 
@@ -32,6 +33,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(StreamServer *, stream_server_free);
 const char *stream_server_get_address(const StreamServer *s);
 /* "sha256:<hex>" of the certificate: what clients pin. */
 const char *stream_server_get_fingerprint(const StreamServer *s);
+
+/* Serves a connection that did not come through the listener as if it had been accepted: a routed
+ * stream, which the exporter dialed out to the controller's router (docs/protocol.md "Routed
+ * streams"). conn is ready (its handshake done) and taken over, also on failure; the next line it
+ * reads is the request. peer (NULL: the connection's) names it in messages. */
+int stream_server_adopt(StreamServer *s, TlsConn *conn, const char *peer);
 
 /* Closes every stream of the DUT (its lease ended, or the DUT goes away). */
 void stream_server_cut_lease(StreamServer *s, const char *dut);

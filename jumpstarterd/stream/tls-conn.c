@@ -38,6 +38,7 @@ struct TlsConn {
         sd_event_source *io, *timer, *defer;
         char *fingerprint; /* pinned, for a client */
         char peer_fingerprint[TLS_FINGERPRINT_LEN + 1];
+        const char *verify_error; /* a CA-verified client: why the certificate was refused */
         char peer[SOCKET_ADDRESS_MAX];
 
         uint8_t *wbuf;
@@ -220,6 +221,14 @@ static int tls_conn_ssl_error(TlsConn *c, int ret, int err) {
                         return -ECONNRESET;
                 if (c->ssl && tls_client_pin_mismatch(c->ssl, c->peer_fingerprint))
                         return -EPERM;
+                if (c->ssl && !c->fingerprint && !SSL_is_server(c->ssl)) {
+                        long v = SSL_get_verify_result(c->ssl);
+
+                        if (v != X509_V_OK) {
+                                c->verify_error = X509_verify_cert_error_string(v);
+                                return -EPERM;
+                        }
+                }
                 return -EPROTO;
         default:
                 return -EPROTO;
@@ -525,8 +534,6 @@ int tls_conn_connect(sd_event *event, SSL_CTX *ctx, const char *address, const c
         TlsConn *c;
         int fd, r;
 
-        assert(fingerprint);
-
         r = socket_address_parse(address, false, &ss, &len);
         if (r < 0)
                 return r;
@@ -548,10 +555,25 @@ int tls_conn_connect(sd_event *event, SSL_CTX *ctx, const char *address, const c
         if (r < 0)
                 return r;
         socket_address_format((struct sockaddr *) &ss, c->peer);
-        c->fingerprint = strdup(fingerprint);
-        if (!c->fingerprint || tls_client_pin(c->ssl, c->fingerprint) < 0) {
-                tls_conn_free(c);
-                return -ENOMEM;
+        if (fingerprint) {
+                c->fingerprint = strdup(fingerprint);
+                if (!c->fingerprint || tls_client_pin(c->ssl, c->fingerprint) < 0) {
+                        tls_conn_free(c);
+                        return -ENOMEM;
+                }
+        } else {
+                /* Verified by the context's CAs; the certificate must also name the address dialed
+                 * (an IP address: we never look names up). */
+                char ip[INET6_ADDRSTRLEN];
+                const void *a = ss.ss_family == AF_INET6 ? (const void *) &((struct sockaddr_in6 *) &ss)->sin6_addr
+                                                         : (const void *) &((struct sockaddr_in *) &ss)->sin_addr;
+
+                if (!inet_ntop(ss.ss_family, a, ip, sizeof ip) ||
+                    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), ip) != 1) {
+                        ERR_clear_error();
+                        tls_conn_free(c);
+                        return -ENOMEM;
+                }
         }
         *ret = c;
         return 0;
@@ -677,6 +699,10 @@ bool tls_conn_is_ready(const TlsConn *c) {
 
 const char *tls_conn_get_peer_fingerprint(const TlsConn *c) {
         return c->peer_fingerprint[0] ? c->peer_fingerprint : NULL;
+}
+
+const char *tls_conn_get_verify_error(const TlsConn *c) {
+        return c->verify_error;
 }
 
 const char *tls_conn_get_peer(const TlsConn *c) {

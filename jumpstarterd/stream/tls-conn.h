@@ -22,7 +22,7 @@ typedef struct TlsConnOps {
         void (*drained)(TlsConn *c, void *userdata);
         /* The connection is over: 0 for a clean close (the peer's close_notify, or tls_conn_shutdown()
          * done), else a negative errno: -ETIMEDOUT (the timeout), -EPERM (the server's certificate
-         * does not have the pinned fingerprint), -EPROTO (TLS failed), -ECONNRESET, -ECONNREFUSED,
+         * does not have the pinned fingerprint, or its CA does not vouch for it), -EPROTO (TLS failed), -ECONNRESET, -ECONNREFUSED,
          * ... Called once, never from within a tls_conn_*() call; nothing is called after it. The
          * callbacks may free the connection. */
         void (*closed)(TlsConn *c, int error, void *userdata);
@@ -36,7 +36,8 @@ int socket_address_parse(const char *s, bool listen, struct sockaddr_storage *re
 void socket_address_format(const struct sockaddr *sa, char *ret);
 
 /* Connects to address and shakes hands as a client that pins the server's certificate to
- * fingerprint. The timeout (0: none) runs from now until tls_conn_set_timeout() changes it: it
+ * fingerprint, or with fingerprint NULL, that lets ctx verify it (tls_client_ctx_new_ca()) and
+ * checks that it names the address's IP. The timeout (0: none) runs from now until tls_conn_set_timeout() changes it: it
  * covers the connect, the handshake, and whatever the caller waits for next. */
 int tls_conn_connect(sd_event *event, SSL_CTX *ctx, const char *address, const char *fingerprint,
                      uint64_t timeout_usec, const TlsConnOps *ops, void *userdata, TlsConn **ret);
@@ -69,6 +70,9 @@ int tls_conn_detach(TlsConn *c, SSL **ret_ssl, int *ret_fd);
 bool tls_conn_is_ready(const TlsConn *c);
 /* After closed(-EPERM): the fingerprint the server presented. */
 const char *tls_conn_get_peer_fingerprint(const TlsConn *c);
+/* After closed(-EPERM) of a connection without a pinned fingerprint: why its CA refused the
+ * server's certificate ("certificate has expired", "IP address mismatch", ...). */
+const char *tls_conn_get_verify_error(const TlsConn *c);
 /* "ADDRESS:PORT" of the peer, for messages. */
 const char *tls_conn_get_peer(const TlsConn *c);
 

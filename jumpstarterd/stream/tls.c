@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <pthread.h>
@@ -215,4 +216,66 @@ bool tls_client_pin_mismatch(SSL *ssl, char *ret_seen) {
         if (ret_seen)
                 strcpy(ret_seen, p->seen);
         return true;
+}
+
+int tls_server_ctx_new_files(const char *certificate_file, const char *key_file, SSL_CTX **ret) {
+        _cleanup_(SSL_CTX_freep) SSL_CTX *ctx = NULL;
+        int r;
+
+        r = ctx_new(TLS_server_method(), &ctx);
+        if (r < 0)
+                return r;
+        if (SSL_CTX_use_certificate_chain_file(ctx, certificate_file) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+                ERR_clear_error();
+                return -EKEYREJECTED;
+        }
+        (void) SSL_CTX_set_num_tickets(ctx, 0);
+        *ret = TAKE_PTR(ctx);
+        return 0;
+}
+
+int tls_client_ctx_new_ca(const char *ca_pem, SSL_CTX **ret) {
+        _cleanup_(SSL_CTX_freep) SSL_CTX *ctx = NULL;
+        unsigned n = 0;
+        int r;
+
+        r = ctx_new(TLS_client_method(), &ctx);
+        if (r < 0)
+                return r;
+        if (ca_pem) {
+                X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+                BIO *bio = BIO_new_mem_buf(ca_pem, -1);
+                X509 *cert;
+
+                if (!bio)
+                        return -ENOMEM;
+                while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+                        if (X509_STORE_add_cert(store, cert) == 1)
+                                n++;
+                        X509_free(cert);
+                }
+                BIO_free(bio);
+                ERR_clear_error();
+                if (n == 0)
+                        return -EBADMSG;
+        } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        *ret = TAKE_PTR(ctx);
+        return 0;
+}
+
+int tls_client_ctx_new_insecure(SSL_CTX **ret) {
+        _cleanup_(SSL_CTX_freep) SSL_CTX *ctx = NULL;
+        int r;
+
+        r = ctx_new(TLS_client_method(), &ctx);
+        if (r < 0)
+                return r;
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        *ret = TAKE_PTR(ctx);
+        return 0;
 }

@@ -36,5 +36,16 @@ int tls_client_ctx_new(SSL_CTX **ret);
 int tls_client_pin(SSL *ssl, const char *expected);
 bool tls_client_pin_mismatch(SSL *ssl, char *ret_seen);
 
+/* The controller's router: a server context from a PEM certificate chain file and its unencrypted
+ * key file (checked against each other), TLS 1.2 or newer. */
+int tls_server_ctx_new_files(const char *certificate_file, const char *key_file, SSL_CTX **ret);
+/* A client context that verifies the server's certificate chain against the CA certificates in
+ * ca_pem (NULL: the system's CAs), for connections to the controller's router. Each connection
+ * also checks the address it dialed against the certificate (tls_conn_connect() with no
+ * fingerprint). -EBADMSG if ca_pem holds no certificate. */
+int tls_client_ctx_new_ca(const char *ca_pem, SSL_CTX **ret);
+/* A client context that verifies nothing (tls.insecure, tests only). */
+int tls_client_ctx_new_insecure(SSL_CTX **ret);
+
 DEFINE_TRIVIAL_CLEANUP_FUNC(SSL_CTX *, SSL_CTX_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(SSL *, SSL_free);

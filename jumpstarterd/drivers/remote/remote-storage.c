@@ -22,6 +22,7 @@ struct RemoteStorageOpen {
         StorageOpenFunc done;
         void *userdata;
         TlsConn *conn;
+        RemoteAttempt attempt;
         char *buf;
         size_t buf_len;
         RemoteStorageOpen *next;
@@ -241,6 +242,8 @@ static int remote_pump_start(Remote *r, SSL *ssl, int fd, int *ret_fd) {
         return 0;
 }
 
+static const TlsConnOps remote_open_ops;
+
 static void remote_open_on_ready(TlsConn *c, void *userdata) {
         RemoteStorageOpen *o = userdata;
         _cleanup_free_ char *token = NULL, *line = NULL;
@@ -249,7 +252,8 @@ static void remote_open_on_ready(TlsConn *c, void *userdata) {
         k = remote_get_token(o->remote, &token);
         if (k < 0)
                 return remote_open_finish(o, k, -EBADF, 0);
-        line = remote_request_line(o->remote, token, STREAM_STORAGE, o->writable);
+        remote_attempt_ready(o->remote, &o->attempt, c);
+        line = remote_request_line(o->remote, token, STREAM_STORAGE, o->writable, o->attempt.routed);
         if (!line)
                 return remote_open_finish(o, -ENOMEM, -EBADF, 0);
         if (tls_conn_write(c, line, strlen(line)) < 0)
@@ -285,10 +289,13 @@ static void remote_open_on_data(TlsConn *c, const void *data, size_t n, void *us
 
         k = remote_parse_answer(o->buf, (size_t) (nl - o->buf), &answer, &message);
         if (k < 0) {
-                log_dut_prefix(LOG_WARNING, 0, r->name, "storage stream: the exporter at %s refused it: %s",
-                               r->address, strna(message));
+                char way[REMOTE_WAY_MAX];
+
+                log_dut_prefix(LOG_WARNING, 0, r->name, "storage stream: %s refused it: %s",
+                               remote_way(r, &o->attempt, way, sizeof way), strna(message));
                 return remote_open_finish(o, k, -EBADF, 0);
         }
+        remote_attempt_worked(r, &o->attempt);
         size = json_object_get(answer, "size");
         if (!json_is_integer(size) || json_integer_value(size) < 0) {
                 json_decref(answer);
@@ -306,17 +313,26 @@ static void remote_open_on_data(TlsConn *c, const void *data, size_t n, void *us
         k = remote_pump_start(r, ssl, fd, &local);
         if (k < 0)
                 return remote_open_finish(o, k, -EBADF, 0);
-        log_dut_prefix(LOG_DEBUG, 0, r->name, "storage stream to %s/%s open for %s", r->address, r->dut,
-                       o->writable ? "writing" : "reading");
+        log_dut_prefix(LOG_DEBUG, 0, r->name, "storage stream to %s/%s open for %s%s", r->address, r->dut,
+                       o->writable ? "writing" : "reading", o->attempt.routed ? " (via the router)" : "");
         remote_open_finish(o, 0, local, sz);
 }
 
 static void remote_open_on_closed(TlsConn *c, int error, void *userdata) {
         RemoteStorageOpen *o = userdata;
         _cleanup_free_ char *message = NULL;
+        TlsConn *next = NULL;
         int k;
 
-        k = remote_connect_error(o->remote, c, error == 0 ? -ECONNRESET : error, &message);
+        k = remote_fall_back(o->remote, &o->attempt, error, &remote_open_ops, o, &next);
+        if (k > 0) {
+                tls_conn_free(c);
+                o->conn = next;
+                return;
+        }
+        if (k < 0)
+                error = k;
+        k = remote_connect_error(o->remote, &o->attempt, c, error == 0 ? -ECONNRESET : error, &message);
         log_dut_prefix(LOG_WARNING, 0, o->remote->name, "storage stream: %s", strna(message));
         remote_open_finish(o, k, -EBADF, 0);
 }
@@ -336,11 +352,13 @@ int remote_storage_open(void *instance, bool writable, StorageOpenFunc done, voi
         if (!o)
                 return -ENOMEM;
         *o = (RemoteStorageOpen) { .remote = r, .writable = writable, .done = done, .userdata = userdata };
-        k = tls_conn_connect(r->ctx.event, r->tls, r->address, r->fingerprint, r->connect_timeout_usec,
-                             &remote_open_ops, o, &o->conn);
+        k = remote_connect(r, &o->attempt, &remote_open_ops, o, &o->conn);
         if (k < 0) {
+                char way[REMOTE_WAY_MAX];
+
+                log_dut_prefix(LOG_WARNING, k, r->name, "storage stream: cannot connect to %s: %m",
+                               remote_way(r, &o->attempt, way, sizeof way));
                 free(o);
-                log_dut_prefix(LOG_WARNING, k, r->name, "storage stream: cannot connect to %s: %m", r->address);
                 return -EHOSTDOWN;
         }
         o->next = r->opens;

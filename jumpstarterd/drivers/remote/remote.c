@@ -18,6 +18,11 @@
 #define BACKOFF_MIN_USEC (500 * USEC_PER_MSEC)
 #define BACKOFF_MAX_USEC (10 * USEC_PER_SEC)
 #define CONNECT_TIMEOUT_DEFAULT_USEC (5 * USEC_PER_SEC)
+/* With a router to fall back on, a direct connection that is not up by then goes through the router. */
+#define DIRECT_TIMEOUT_WITH_ROUTER_USEC (2 * USEC_PER_SEC)
+/* Through the router, the exporter first has to dial in: the router waits up to 10 s for that. */
+#define ROUTER_DIAL_WAIT_USEC (10 * USEC_PER_SEC)
+#define ROUTER_CA_MAX (1024 * 1024)
 #define ANSWER_LINE_MAX (64U * 1024U)
 
 typedef struct RemoteCall RemoteCall;
@@ -35,6 +40,7 @@ typedef struct RemoteLink {
         Remote *remote;
         StreamKind kind;
         TlsConn *conn;
+        RemoteAttempt attempt;
         bool answered;
         char *buf;
         size_t buf_len;
@@ -55,6 +61,7 @@ typedef struct RemoteLinks {
 
 static void remote_link_schedule(RemoteLink *l, bool refused);
 static void remote_link_connect(RemoteLink *l);
+static const TlsConnOps remote_link_ops;
 
 int remote_get_token(Remote *r, char **ret) {
         _cleanup_close_ int fd = -EBADF;
@@ -84,7 +91,7 @@ int remote_get_token(Remote *r, char **ret) {
         return *ret ? 0 : log_oom();
 }
 
-char *remote_request_line(Remote *r, const char *token, StreamKind kind, bool writable) {
+char *remote_request_line(Remote *r, const char *token, StreamKind kind, bool writable, bool route) {
         _cleanup_free_ char *s = NULL;
         json_t *v;
         char *line;
@@ -93,6 +100,10 @@ char *remote_request_line(Remote *r, const char *token, StreamKind kind, bool wr
                       writable);
         if (!v)
                 return NULL;
+        if (route && json_object_set_new(v, "route", json_true()) < 0) {
+                json_decref(v);
+                return NULL;
+        }
         s = json_dumps(v, JSON_COMPACT);
         json_decref(v);
         if (!s || asprintf(&line, "%s\n", s) < 0)
@@ -128,9 +139,90 @@ int remote_parse_answer(const char *line, size_t n, json_t **ret, char **ret_mes
         return e >= 0 ? -api_error_to_errno(e) : -EIO;
 }
 
-int remote_connect_error(Remote *r, TlsConn *c, int error, char **ret_message) {
-        const char *seen = c ? tls_conn_get_peer_fingerprint(c) : NULL;
+const char *remote_way(Remote *r, const RemoteAttempt *a, char *buf, size_t size) {
+        if (a && a->routed)
+                (void) snprintf(buf, size, "the exporter at %s via the router at %s", r->address, r->router);
+        else
+                (void) snprintf(buf, size, "the exporter at %s", r->address);
+        return buf;
+}
 
+static int remote_connect_way(Remote *r, bool routed, const TlsConnOps *ops, void *userdata, TlsConn **ret) {
+        if (routed)
+                return tls_conn_connect(r->ctx.event, r->router_tls, r->router, NULL,
+                                        r->connect_timeout_usec + ROUTER_DIAL_WAIT_USEC, ops, userdata, ret);
+        return tls_conn_connect(r->ctx.event, r->tls, r->address, r->fingerprint,
+                                r->router ? MIN(r->connect_timeout_usec, DIRECT_TIMEOUT_WITH_ROUTER_USEC)
+                                          : r->connect_timeout_usec,
+                                ops, userdata, ret);
+}
+
+/* What says that the way itself is closed, rather than that the exporter turned the stream down. */
+static bool error_is_unreachable(int error) {
+        return error == -ECONNREFUSED || error == -ENETUNREACH || error == -EHOSTUNREACH || error == -ENETDOWN ||
+               error == -EHOSTDOWN || error == -ETIMEDOUT;
+}
+
+int remote_fall_back(Remote *r, RemoteAttempt *a, int error, const TlsConnOps *ops, void *userdata, TlsConn **ret) {
+        char way[REMOTE_WAY_MAX];
+        int k;
+
+        if (!r->router || a->fell_back || !error_is_unreachable(error))
+                return 0;
+        log_dut_prefix(LOG_DEBUG, 0, r->name, "cannot reach %s (%s), trying %s", remote_way(r, a, way, sizeof way),
+                       error == -ETIMEDOUT ? "timed out" : strerror(-error),
+                       a->routed ? "directly" : "through the router");
+        a->fell_back = true;
+        a->routed = !a->routed;
+        k = remote_connect_way(r, a->routed, ops, userdata, ret);
+        return k < 0 ? k : 1;
+}
+
+int remote_connect(Remote *r, RemoteAttempt *a, const TlsConnOps *ops, void *userdata, TlsConn **ret) {
+        int k, f;
+
+        *a = (RemoteAttempt) { .routed = r->router && r->routed };
+        k = remote_connect_way(r, a->routed, ops, userdata, ret);
+        if (k >= 0)
+                return 0;
+        f = remote_fall_back(r, a, k, ops, userdata, ret);
+        return f > 0 ? 0 : f < 0 ? f : k;
+}
+
+void remote_attempt_ready(Remote *r, RemoteAttempt *a, TlsConn *c) {
+        if (!a->routed && r->router)
+                (void) tls_conn_set_timeout(c, r->connect_timeout_usec);
+}
+
+void remote_attempt_worked(Remote *r, RemoteAttempt *a) {
+        if (!r->router || r->routed == a->routed)
+                return;
+        r->routed = a->routed;
+        if (a->routed)
+                log_dut_prefix(LOG_INFO, 0, r->name, "The exporter at %s cannot be reached directly; its streams go "
+                               "through the router at %s", r->address, r->router);
+        else
+                log_dut_prefix(LOG_INFO, 0, r->name, "The exporter at %s is reached directly again", r->address);
+}
+
+int remote_connect_error(Remote *r, const RemoteAttempt *a, TlsConn *c, int error, char **ret_message) {
+        const char *seen = c ? tls_conn_get_peer_fingerprint(c) : NULL;
+        char way[REMOTE_WAY_MAX];
+
+        if (a && a->routed) {
+                const char *why = c ? tls_conn_get_verify_error(c) : NULL;
+
+                if (error == -EPERM && why) {
+                        if (asprintf(ret_message, "the router at %s presented a certificate that router_ca does not "
+                                     "vouch for: %s", r->router, why) < 0)
+                                *ret_message = NULL;
+                        return -EKEYREJECTED;
+                }
+                if (asprintf(ret_message, "cannot reach %s: %s", remote_way(r, a, way, sizeof way),
+                             error == -ETIMEDOUT ? "timed out" : strerror(-error)) < 0)
+                        *ret_message = NULL;
+                return -EHOSTDOWN;
+        }
         if (error == -EPERM && seen) {
                 if (asprintf(ret_message, "the exporter at %s presented certificate %s, not the pinned %s", r->address,
                              seen, r->fingerprint) < 0)
@@ -342,7 +434,9 @@ static void remote_link_on_data(TlsConn *c, const void *data, size_t n, void *us
                         if (e < 0) {
                                 _cleanup_free_ char *text = NULL;
 
-                                if (asprintf(&text, "the exporter at %s refused it: %s", r->address,
+                                char way[REMOTE_WAY_MAX];
+
+                                if (asprintf(&text, "%s refused it: %s", remote_way(r, &l->attempt, way, sizeof way),
                                              strna(message)) < 0)
                                         text = NULL;
                                 remote_link_problem(l, LOG_WARNING, strna(text));
@@ -351,9 +445,12 @@ static void remote_link_on_data(TlsConn *c, const void *data, size_t n, void *us
                         l->answered = true;
                         l->backoff_usec = 0;
                         (void) tls_conn_set_timeout(c, 0);
+                        remote_attempt_worked(r, &l->attempt);
                         if (l->last_problem || l->kind == STREAM_CONTROL)
-                                log_dut_prefix(LOG_INFO, 0, r->name, "%s stream to %s/%s connected",
-                                               stream_kind_to_string(l->kind), r->address, r->dut);
+                                log_dut_prefix(LOG_INFO, 0, r->name, "%s stream to %s/%s connected%s%s",
+                                               stream_kind_to_string(l->kind), r->address, r->dut,
+                                               l->attempt.routed ? " via the router at " : "",
+                                               l->attempt.routed ? r->router : "");
                         free(l->last_problem);
                         l->last_problem = NULL;
                         if (l->kind == STREAM_CONTROL) {
@@ -388,7 +485,8 @@ static void remote_link_on_ready(TlsConn *c, void *userdata) {
 
         if (remote_get_token(r, &token) < 0)
                 return remote_link_down(l, true);
-        line = remote_request_line(r, token, l->kind, false);
+        remote_attempt_ready(r, &l->attempt, c);
+        line = remote_request_line(r, token, l->kind, false, l->attempt.routed);
         if (!line || tls_conn_write(c, line, strlen(line)) < 0)
                 return remote_link_down(l, false);
 }
@@ -405,7 +503,19 @@ static void remote_link_on_closed(TlsConn *c, int error, void *userdata) {
                 remote_link_problem(l, LOG_WARNING, strna(message));
                 return remote_link_down(l, false);
         }
-        k = remote_connect_error(r, c, error == 0 ? -ECONNRESET : error, &message);
+        {
+                TlsConn *next = NULL;
+                int f = remote_fall_back(r, &l->attempt, error, &remote_link_ops, l, &next);
+
+                if (f > 0) {
+                        tls_conn_free(c);
+                        l->conn = next;
+                        return;
+                }
+                if (f < 0)
+                        error = f;
+        }
+        k = remote_connect_error(r, &l->attempt, c, error == 0 ? -ECONNRESET : error, &message);
         remote_link_problem(l, k == -EKEYREJECTED ? LOG_ERR : LOG_WARNING, strna(message));
         remote_link_down(l, k == -EKEYREJECTED);
 }
@@ -420,12 +530,11 @@ static void remote_link_connect(RemoteLink *l) {
         Remote *r = l->remote;
         int k;
 
-        k = tls_conn_connect(r->ctx.event, r->tls, r->address, r->fingerprint, r->connect_timeout_usec,
-                             &remote_link_ops, l, &l->conn);
+        k = remote_connect(r, &l->attempt, &remote_link_ops, l, &l->conn);
         if (k < 0) {
                 _cleanup_free_ char *message = NULL;
 
-                (void) remote_connect_error(r, NULL, k, &message);
+                (void) remote_connect_error(r, &l->attempt, NULL, k, &message);
                 remote_link_problem(l, LOG_WARNING, strna(message));
                 remote_link_schedule(l, false);
         }
@@ -597,6 +706,8 @@ static void *remote_free(void *instance) {
                 free(ls);
         }
         SSL_CTX_free(r->tls);
+        SSL_CTX_free(r->router_tls);
+        free(r->router);
         sd_event_unref(r->ctx.event);
         free(r->name);
         free(r->address);
@@ -612,6 +723,46 @@ static void *remote_free(void *instance) {
 
 static inline void remote_freep(Remote **r) {
         remote_free(*r);
+}
+
+/* router_ca: PEM text, or the absolute path of a PEM file (a small local file, read once at start). */
+static int remote_router_tls(Remote *r, const char *router_ca) {
+        _cleanup_free_ char *pem = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = 0;
+        int k;
+
+        if (router_ca && !strstr(router_ca, "-----BEGIN")) {
+                fd = open(router_ca, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return log_dut_prefix(LOG_ERR, errno, r->name, "Cannot read router_ca %s: %m", router_ca);
+                pem = malloc(ROUTER_CA_MAX + 1);
+                if (!pem)
+                        return log_oom();
+                for (;;) {
+                        ssize_t m = read(fd, pem + n, ROUTER_CA_MAX + 1 - n);
+
+                        if (m < 0 && errno == EINTR)
+                                continue;
+                        if (m < 0)
+                                return log_dut_prefix(LOG_ERR, errno, r->name, "Cannot read router_ca %s: %m",
+                                                      router_ca);
+                        if (m == 0)
+                                break;
+                        n += (size_t) m;
+                        if (n > ROUTER_CA_MAX)
+                                return log_dut_prefix(LOG_ERR, EFBIG, r->name, "router_ca %s is larger than 1 MiB",
+                                                      router_ca);
+                }
+                pem[n] = 0;
+                router_ca = pem;
+        }
+        k = tls_client_ctx_new_ca(router_ca, &r->router_tls);
+        if (k == -EBADMSG)
+                return log_dut_prefix(LOG_ERR, k, r->name, "router_ca holds no PEM certificate");
+        if (k < 0)
+                return log_dut_prefix(LOG_ERR, k, r->name, "Failed to set up TLS for the router: %m");
+        return 0;
 }
 
 static int remote_new(const DriverConfig *config, const DriverContext *ctx, void **ret) {
@@ -649,6 +800,14 @@ static int remote_new(const DriverConfig *config, const DriverContext *ctx, void
         k = tls_client_ctx_new(&r->tls);
         if (k < 0)
                 return log_dut_prefix(LOG_ERR, k, r->name, "Failed to set up TLS: %m");
+        if (driver_config_get_string(config, "router")) {
+                r->router = strdup(driver_config_get_string(config, "router"));
+                if (!r->router)
+                        return log_oom();
+                k = remote_router_tls(r, driver_config_get_string(config, "router_ca"));
+                if (k < 0)
+                        return k;
+        }
 
         ls = calloc(1, sizeof *ls);
         if (!ls)
