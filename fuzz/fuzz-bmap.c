@@ -4,15 +4,9 @@
 #include <string.h>
 
 #include "bmap.h"
+#include "fuzz-check.h"
 #include "fuzz.h"
 
-#define CHECK(e)                                                                        \
-        do {                                                                            \
-                if (!(e)) {                                                             \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #e); \
-                        abort();                                                        \
-                }                                                                       \
-        } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_(bmap_freep) Bmap *b = NULL;

@@ -1,8 +1,11 @@
 /* CHECK() for fuzzers: not assert(), the checks must hold in any build type */
 #pragma once
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CHECK(e)                                                                        \
         do {                                                                            \
@@ -11,3 +14,15 @@
                         abort();                                                        \
                 }                                                                       \
         } while (0)
+
+/* A config parser that failed: nothing half-parsed (parsed is whether it returned an object
+ * anyway), and unless memory ran out a one-line message that starts with "PATH:". */
+static inline void check_config_error(int r, bool parsed, const char *error, const char *path) {
+        CHECK(r < 0);
+        CHECK(!parsed);
+        if (r == -ENOMEM)
+                return;
+        CHECK(error);
+        CHECK(strncmp(error, path, strlen(path)) == 0 && error[strlen(path)] == ':');
+        CHECK(!strchr(error, '\n'));
+}

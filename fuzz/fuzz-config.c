@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "fuzz-check.h"
 #include "fuzz.h"
 #include "macro.h"
 
@@ -10,14 +11,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(ExporterConfig *, exporter_config_free);
 
 #define FUZZ_PATH "/fuzz/exporter.yaml"
 
-/* Not assert(): the checks must hold in any build type. */
-#define CHECK(e)                                                                        \
-        do {                                                                            \
-                if (!(e)) {                                                             \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #e); \
-                        abort();                                                        \
-                }                                                                       \
-        } while (0)
 
 static void check_labels(const Label *l, size_t n) {
         for (size_t i = 0; i < n; i++) {
@@ -87,13 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         r = exporter_config_parse(FUZZ_PATH, (const char *) data, size, &c, &error);
         if (r < 0) {
-                /* Nothing half-parsed, and a message in the promised form unless memory ran out. */
-                CHECK(!c);
-                if (r != -ENOMEM) {
-                        CHECK(error);
-                        CHECK(strncmp(error, FUZZ_PATH ":", strlen(FUZZ_PATH ":")) == 0);
-                        CHECK(!strchr(error, '\n'));
-                }
+                check_config_error(r, c, error, FUZZ_PATH);
                 return 0;
         }
         CHECK(r == 0 && c && !error);

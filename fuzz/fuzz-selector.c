@@ -2,20 +2,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz-check.h"
 #include "fuzz.h"
 #include "macro.h"
 #include "selector.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Selector *, selector_free);
 
-/* Not assert(): the checks must hold in any build type. */
-#define CHECK(e)                                                                        \
-        do {                                                                            \
-                if (!(e)) {                                                             \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #e); \
-                        abort();                                                        \
-                }                                                                       \
-        } while (0)
 
 /* What users of a parsed selector rely on (selector.h). */
 static void check_selector(const Selector *s) {

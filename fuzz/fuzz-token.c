@@ -8,19 +8,12 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "fuzz-check.h"
 #include "fuzz.h"
 #include "keyring.h"
 #include "macro.h"
 #include "token.h"
 
-/* Not assert(): the checks must hold in any build type. */
-#define CHECK(e)                                                                        \
-        do {                                                                            \
-                if (!(e)) {                                                             \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #e); \
-                        abort();                                                        \
-                }                                                                       \
-        } while (0)
 
 /* Keys made for this fuzzer and its corpus only: the corpus holds tokens they signed, so that the
  * checks after the signature are reached. The first key is active, the second verify-only, the

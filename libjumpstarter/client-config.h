@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "file-util.h"
+
 #define CLIENT_CONFIG_API_VERSION "jumpstarter.dev/v1alpha1"
 #define CLIENT_CONFIG_KIND "ClientConfig"
 
@@ -51,7 +53,3 @@ int client_config_write(const ClientConfig *c, const char *path);
 bool bearer_token_is_valid(const char *s);
 /* s as a YAML double-quoted scalar, control characters escaped. NULL on OOM. */
 char *yaml_quote_string(const char *s);
-/* Replaces path with data: a temporary file in the same directory with mode, fsync()ed, renamed
- * over the old one, and the directory fsync()ed. Returns 0 or a negative errno; path is untouched
- * on failure. */
-int write_file_atomic(const char *path, const char *data, size_t size, mode_t mode);

@@ -11,18 +11,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config-parse.h"
 #include "config.h"
+#include "controller-config.h"
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
 #include "token.h"
 #include "yaml-tree.h"
 
-#define CONFIG_SIZE_MAX (1024 * 1024)
-#define CONFIG_API_VERSION "jumpstarter.dev/v1alpha1"
 #define CONFIG_KIND "ExporterConfig"
-/* Long user strings are cut in messages; the position already says where the rest is. */
-#define QUOTE_MAX 64
 
 static const char *const driver_class_table[_DRIVER_CLASS_MAX] = {
         [DRIVER_CLASS_POWER] = "power",
@@ -96,117 +94,19 @@ const GpioLineConfig *dut_config_find_gpio_line(const DutConfig *d, const char *
         return NULL;
 }
 
-/* A decimal port without sign or leading zeros, min..65535. */
-static bool port_is_valid(const char *s, unsigned min) {
-        uint64_t u;
-
-        if (!s || (s[0] == '0' && s[1] != 0) || parse_uint64(s, &u) < 0)
-                return false;
-        return u >= min && u <= 65535;
-}
-
-static bool ipv4_is_valid(const char *s, size_t len) {
-        struct in_addr a;
-        char buf[INET_ADDRSTRLEN];
-
-        if (len == 0 || len >= sizeof buf)
-                return false;
-        memcpy(buf, s, len);
-        buf[len] = 0;
-        return inet_pton(AF_INET, buf, &a) == 1;
-}
-
-static bool ipv6_is_valid(const char *s, size_t len) {
-        struct in6_addr a;
-        char buf[INET6_ADDRSTRLEN];
-
-        if (len == 0 || len >= sizeof buf)
-                return false;
-        memcpy(buf, s, len);
-        buf[len] = 0;
-        return inet_pton(AF_INET6, buf, &a) == 1;
-}
-
-/* A host name: dot-separated labels of letters, digits and '-', not starting or ending with '-'. */
-static bool host_name_is_valid(const char *s, size_t len) {
-        size_t start = 0;
-
-        if (len == 0 || len > 253)
-                return false;
-        for (size_t i = 0; i <= len; i++)
-                if (i == len || s[i] == '.') {
-                        if (!name_matches(s + start, i - start, 63, ALNUM, ALNUM "-"))
-                                return false;
-                        start = i + 1;
-                }
-        return true;
-}
-
-/* Splits "HOST:PORT" / "[V6]:PORT" into the host (without brackets) and the port. host_len is 0 for ":PORT";
- * ret_bracketed tells whether the host was in brackets. Returns false without a port. */
-static bool split_host_port(const char *s, const char **ret_host, size_t *ret_host_len, bool *ret_bracketed,
-                            const char **ret_port) {
-        const char *colon;
-
-        if (s[0] == '[') {
-                const char *close = strchr(s, ']');
-
-                if (!close || close[1] != ':')
-                        return false;
-                *ret_host = s + 1;
-                *ret_host_len = (size_t) (close - s - 1);
-                *ret_bracketed = true;
-                *ret_port = close + 2;
-                return true;
-        }
-        colon = strrchr(s, ':');
-        if (!colon)
-                return false;
-        *ret_host = s;
-        *ret_host_len = (size_t) (colon - s);
-        *ret_bracketed = false;
-        *ret_port = colon + 1;
-        return true;
-}
-
-bool endpoint_is_valid(const char *s) {
-        const char *host, *port;
-        size_t len;
-        bool bracketed;
-
-        if (!s || !split_host_port(s, &host, &len, &bracketed, &port) || !port_is_valid(port, 1))
-                return false;
-        if (bracketed)
-                return ipv6_is_valid(host, len);
-        return ipv4_is_valid(host, len) || host_name_is_valid(host, len);
-}
-
-/* "IPv4:PORT", "[IPv6]:PORT" or ":PORT", as the listen addresses of the controller. */
-static bool listen_address_is_valid(const char *s) {
-        const char *host, *port;
-        size_t len;
-        bool bracketed;
-
-        if (!split_host_port(s, &host, &len, &bracketed, &port) || !port_is_valid(port, 0))
-                return false;
-        if (bracketed)
-                return ipv6_is_valid(host, len);
-        return len == 0 || ipv4_is_valid(host, len);
-}
-
 /* "IP" or "IP:PORT" (an IPv6 address bare or in brackets, and in brackets with a port). */
 static bool advertise_address_is_valid(const char *s) {
         const char *host, *port;
         size_t len;
         bool bracketed;
 
-        if (ipv4_is_valid(s, strlen(s)) || ipv6_is_valid(s, strlen(s)))
+        if (config_ipv4_is_valid(s, strlen(s)) || config_ipv6_is_valid(s, strlen(s)))
                 return true;
         if (s[0] == '[' && s[strlen(s) - 1] == ']')
-                return ipv6_is_valid(s + 1, strlen(s) - 2);
-        if (!split_host_port(s, &host, &len, &bracketed, &port) || !port_is_valid(port, 1))
+                return config_ipv6_is_valid(s + 1, strlen(s) - 2);
+        if (!config_split_host_port(s, &host, &len, &bracketed, &port) || !config_port_is_valid(port, 1))
                 return false;
-        return bracketed ? ipv6_is_valid(host, len) : ipv4_is_valid(host, len);
+        return bracketed ? config_ipv6_is_valid(host, len) : config_ipv4_is_valid(host, len);
 }
 
 /* A JWT as it may travel in an HTTP header: three non-empty base64url parts joined by dots. */
@@ -270,74 +170,6 @@ static bool label_value_is_valid(const char *value) {
         return value[0] == 0 || label_name_is_valid(value, strlen(value));
 }
 
-/* Drops empty and "." components. ".." stays: resolving it lexically would be wrong across
- * symlinks, and the kernel does it right at open time. */
-static int path_normalize(const char *abs, char **ret) {
-        _cleanup_free_ char *out = NULL;
-        size_t n = 0, len = strlen(abs);
-        const char *s = abs;
-
-        assert(abs[0] == '/');
-
-        out = malloc(len + 2);
-        if (!out)
-                return -ENOMEM;
-        while (*s) {
-                size_t k;
-
-                s += strspn(s, "/");
-                k = strcspn(s, "/");
-                if (k == 0 || (k == 1 && s[0] == '.')) {
-                        s += k;
-                        continue;
-                }
-                out[n++] = '/';
-                memcpy(out + n, s, k);
-                n += k;
-                s += k;
-        }
-        if (n == 0)
-                out[n++] = '/';
-        out[n] = 0;
-        *ret = TAKE_PTR(out);
-        return 0;
-}
-
-static int path_join_normalize(const char *dir, const char *path, char **ret) {
-        _cleanup_free_ char *joined = NULL;
-
-        if (path[0] == '/')
-                return path_normalize(path, ret);
-        if (asprintf(&joined, "%s/%s", dir, path) < 0) {
-                joined = NULL;
-                return -ENOMEM;
-        }
-        return path_normalize(joined, ret);
-}
-
-static int path_make_absolute(const char *path, char **ret) {
-        _cleanup_free_ char *cwd = NULL;
-
-        if (path[0] == '/')
-                return path_normalize(path, ret);
-        cwd = getcwd(NULL, 0);
-        if (!cwd)
-                return negative_errno();
-        return path_join_normalize(cwd, path, ret);
-}
-
-static int path_dirname(const char *abs, char **ret) {
-        const char *slash = strrchr(abs, '/');
-        char *d;
-
-        assert(slash);
-        d = slash == abs ? strdup("/") : strndup(abs, (size_t) (slash - abs));
-        if (!d)
-                return -ENOMEM;
-        *ret = d;
-        return 0;
-}
-
 static void labels_free(Label *l, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(l[i].key);
@@ -392,6 +224,7 @@ ExporterConfig *exporter_config_free(ExporterConfig *c) {
         free(c->tls_ca_path);
         free(c->streams_listen);
         free(c->streams_advertise);
+        free(c->metrics_listen);
         free(c);
         return NULL;
 }
@@ -479,217 +312,16 @@ int driver_config_problem(char **ret_problem, const char **ret_option, const cha
         return -EINVAL;
 }
 
-typedef struct Parser {
-        const char *path; /* absolute */
-        const char *dir;
-        char *error;
-} Parser;
-
-/* "text" with quotes and control characters escaped, cut at QUOTE_MAX bytes. */
-static char *quote(const char *s, size_t len) {
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *f;
-
-        f = open_memstream(&buf, &size);
-        if (!f)
-                return NULL;
-        fputc('"', f);
-        for (size_t i = 0; i < MIN(len, (size_t) QUOTE_MAX); i++) {
-                unsigned char c = (unsigned char) s[i];
-
-                if (c == '"' || c == '\\')
-                        fprintf(f, "\\%c", c);
-                else if (c < 0x20 || c == 0x7f)
-                        fprintf(f, "\\x%02x", c);
-                else
-                        fputc(c, f);
-        }
-        fputs(len > QUOTE_MAX ? "\"..." : "\"", f);
-        if (fclose(f) != 0) {
-                free(buf);
-                return NULL;
-        }
-        return buf;
-}
-
-/* What was found, for "expected X, got Y". */
-static char *got(const YamlNode *n) {
-        if (!n || yaml_node_is_null(n))
-                return strdup("nothing");
-        if (n->type == YAML_NODE_SCALAR)
-                return quote(n->scalar, n->scalar_len);
-        return strdup(yaml_node_describe(n));
-}
-
-/* "FILE:LINE:COLUMN: KEY.PATH: problem". Only the first error is kept. */
-_printf_(3, 4) static int fail(Parser *p, const YamlNode *at, const char *format, ...) {
-        _cleanup_free_ char *path = NULL, *msg = NULL;
-        const YamlNode *pos = at;
-        va_list ap;
-        int r;
-
-        assert(at);
-
-        if (p->error)
-                return -EINVAL;
-
-        r = yaml_node_path(at, &path);
-        if (r < 0)
-                return r;
-
-        /* An empty value ("name:") has no position of its own worth showing; its key has. */
-        if (at->type == YAML_NODE_SCALAR && at->scalar_len == 0 && !at->quoted && at->parent &&
-            at->parent->type == YAML_NODE_MAPPING)
-                pos = at->parent->pairs[at->index].key;
-
-        va_start(ap, format);
-        r = vasprintf(&msg, format, ap);
-        va_end(ap);
-        if (r < 0) {
-                msg = NULL;
-                return -ENOMEM;
-        }
-        if (*path)
-                r = asprintf(&p->error, "%s:%u:%u: %s: %s", p->path, pos->line, pos->column, path, msg);
-        else
-                r = asprintf(&p->error, "%s:%u:%u: %s", p->path, pos->line, pos->column, msg);
-        if (r < 0) {
-                p->error = NULL;
-                return -ENOMEM;
-        }
-        return -EINVAL;
-}
-
-/* ", "-joined names for "(known: ...)". */
-static char *join(const char *const *names, size_t n) {
-        char *buf = NULL;
-        size_t size = 0;
-        FILE *f;
-
-        f = open_memstream(&buf, &size);
-        if (!f)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                fprintf(f, "%s%s", i > 0 ? ", " : "", names[i]);
-        if (fclose(f) != 0) {
-                free(buf);
-                return NULL;
-        }
-        return buf;
-}
-
-static int expect_mapping(Parser *p, const YamlNode *n, const char *what) {
-        _cleanup_free_ char *g = NULL;
-
-        if (n->type == YAML_NODE_MAPPING)
-                return 0;
-        g = got(n);
-        if (!g)
-                return -ENOMEM;
-        return fail(p, n, "expected a mapping%s%s, got %s", what ? " " : "", strempty(what), g);
-}
-
-/* Optional mappings may be left empty ("labels:"). Returns 0 for nothing, 1 for a mapping. */
-static int optional_mapping(Parser *p, const YamlNode *n, const char *what) {
-        int r;
-
-        if (!n || yaml_node_is_null(n))
-                return 0;
-        r = expect_mapping(p, n, what);
-        return r < 0 ? r : 1;
-}
-
-/* Keys may contain NUL bytes; such a key is never one we know. */
-static bool key_is(const YamlNode *k, const char *s) {
-        return strlen(s) == k->scalar_len && streq(s, k->scalar);
-}
-
-static int check_keys(Parser *p, const YamlNode *m, const char *const *known, size_t n_known) {
-        for (size_t i = 0; i < m->n_pairs; i++) {
-                const YamlNode *k = m->pairs[i].key;
-                _cleanup_free_ char *list = NULL;
-                bool found = false;
-
-                for (size_t j = 0; j < n_known && !found; j++)
-                        found = key_is(k, known[j]);
-                if (found)
-                        continue;
-                list = join(known, n_known);
-                if (!list)
-                        return -ENOMEM;
-                return fail(p, k, "unknown key (known: %s)", list);
-        }
-        return 0;
-}
-
-static int require_key(Parser *p, const YamlNode *m, const char *key, const YamlNode **ret) {
-        const YamlNode *v = yaml_node_get(m, key);
-
-        if (!v)
-                return fail(p, m, "missing required key \"%s\"", key);
-        *ret = v;
-        return 0;
-}
-
-/* A string value. Plain numbers and booleans are not strings: "123" is, 123 is not. */
-static int get_string(Parser *p, const YamlNode *n, bool optional, char **ret) {
-        _cleanup_free_ char *g = NULL;
-        YamlScalarKind kind = yaml_node_scalar_kind(n);
-        char *s;
-
-        if (optional && kind == YAML_SCALAR_NULL) {
-                *ret = NULL;
-                return 0;
-        }
-        if (!yaml_node_is_string(n)) {
-                g = got(n);
-                if (!g)
-                        return -ENOMEM;
-                if (kind == YAML_SCALAR_BOOL || kind == YAML_SCALAR_INT || kind == YAML_SCALAR_FLOAT)
-                        return fail(p, n, "expected a string, got %s %s (write \"%s\" to use it as text)",
-                                    kind == YAML_SCALAR_BOOL ? "the boolean" : "the number", n->scalar,
-                                    n->scalar);
-                if (kind == YAML_SCALAR_STRING)
-                        return fail(p, n, "expected a string without NUL bytes, got %s", g);
-                return fail(p, n, "expected a string, got %s", g);
-        }
-        s = strdup(n->scalar);
-        if (!s)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
-}
-
-static int get_exact(Parser *p, const YamlNode *m, const char *key, const char *want) {
-        _cleanup_free_ char *s = NULL, *g = NULL;
-        const YamlNode *v = NULL;
-        int r;
-
-        r = require_key(p, m, key, &v);
-        if (r < 0)
-                return r;
-        r = get_string(p, v, false, &s);
-        if (r < 0)
-                return r;
-        if (streq(s, want))
-                return 0;
-        g = got(v);
-        if (!g)
-                return -ENOMEM;
-        return fail(p, v, "expected \"%s\", got %s", want, g);
-}
-
 static int label_compare(const void *a, const void *b) {
         return strcmp(((const Label *) a)->key, ((const Label *) b)->key);
 }
 
-static int parse_labels(Parser *p, const YamlNode *n, Label **ret, size_t *ret_n) {
+static int parse_labels(ConfigParser *p, const YamlNode *n, Label **ret, size_t *ret_n) {
         Label *labels = NULL;
         size_t k = 0;
         int r;
 
-        r = optional_mapping(p, n, "of label keys to values");
+        r = config_optional_mapping(p, n, "of label keys to values");
         if (r <= 0) {
                 *ret = NULL;
                 *ret_n = 0;
@@ -706,8 +338,8 @@ static int parse_labels(Parser *p, const YamlNode *n, Label **ret, size_t *ret_n
                 _cleanup_free_ char *q = NULL;
 
                 if (strlen(key->scalar) != key->scalar_len || !label_key_is_valid(key->scalar)) {
-                        q = quote(key->scalar, key->scalar_len);
-                        r = q ? fail(p, key,
+                        q = config_quote(key->scalar, key->scalar_len, false);
+                        r = q ? config_fail(p, key,
                                      "invalid label key %s: use [PREFIX/]NAME, NAME at most 63 characters of "
                                      "[A-Za-z0-9-_.] starting and ending with a letter or digit, PREFIX a "
                                      "DNS subdomain", q)
@@ -720,7 +352,7 @@ static int parse_labels(Parser *p, const YamlNode *n, Label **ret, size_t *ret_n
                         goto fail;
                 }
                 /* "key:" with nothing after it is the empty value, as in Kubernetes. */
-                r = get_string(p, value, true, &labels[k].value);
+                r = config_get_string(p, value, true, &labels[k].value);
                 if (r < 0)
                         goto fail;
                 if (!labels[k].value) {
@@ -731,8 +363,8 @@ static int parse_labels(Parser *p, const YamlNode *n, Label **ret, size_t *ret_n
                         }
                 }
                 if (!label_value_is_valid(labels[k].value)) {
-                        q = quote(value->scalar, value->scalar_len);
-                        r = q ? fail(p, value,
+                        q = config_quote(value->scalar, value->scalar_len, false);
+                        r = q ? config_fail(p, value,
                                      "invalid label value %s: use at most 63 characters of [A-Za-z0-9-_.] "
                                      "starting and ending with a letter or digit, or nothing", q)
                               : -ENOMEM;
@@ -833,7 +465,7 @@ static bool value_allowed(const OptionValue *v) {
 
 /* What OptionSpec.values and .min/.max allow, checked where the value is, so that a bad one never
  * reaches a driver. */
-static int check_allowed(Parser *p, const YamlNode *n, const OptionValue *v) {
+static int check_allowed(ConfigParser *p, const YamlNode *n, const OptionValue *v) {
         const OptionSpec *spec = v->spec;
         bool numeric = spec->type == OPTION_UINT || spec->type == OPTION_SIZE || spec->type == OPTION_DURATION;
         char lo[32], hi[32];
@@ -844,11 +476,11 @@ static int check_allowed(Parser *p, const YamlNode *n, const OptionValue *v) {
 
                 while (spec->values[k])
                         k++;
-                list = join(spec->values, k);
+                list = config_join(spec->values, k);
                 if (spec->type == OPTION_UINT)
-                        return list ? fail(p, n, "%" PRIu64 " is not one of %s", v->number, list) : -ENOMEM;
-                q = quote(v->string, strlen(v->string));
-                return q && list ? fail(p, n, "%s is not one of %s", q, list) : -ENOMEM;
+                        return list ? config_fail(p, n, "%" PRIu64 " is not one of %s", v->number, list) : -ENOMEM;
+                q = config_quote(v->string, strlen(v->string), false);
+                return q && list ? config_fail(p, n, "%s is not one of %s", q, list) : -ENOMEM;
         }
 
         if (!numeric || (spec->min == 0 && spec->max == 0))
@@ -860,15 +492,15 @@ static int check_allowed(Parser *p, const YamlNode *n, const OptionValue *v) {
         /* Sizes and durations as written ("8MiB", not 8388608): parsing proved them plain text. */
         if (spec->type == OPTION_UINT) {
                 if (spec->max == 0)
-                        return fail(p, n, "%" PRIu64 " is less than the minimum %s", v->number, lo);
-                return fail(p, n, "%" PRIu64 " is out of range %s..%s", v->number, lo, hi);
+                        return config_fail(p, n, "%" PRIu64 " is less than the minimum %s", v->number, lo);
+                return config_fail(p, n, "%" PRIu64 " is out of range %s..%s", v->number, lo, hi);
         }
         if (spec->max == 0)
-                return fail(p, n, "%.*s is less than the minimum %s", QUOTE_MAX, n->scalar, lo);
-        return fail(p, n, "%.*s is out of range %s..%s", QUOTE_MAX, n->scalar, lo, hi);
+                return config_fail(p, n, "%.*s is less than the minimum %s", CONFIG_QUOTE_MAX, n->scalar, lo);
+        return config_fail(p, n, "%.*s is out of range %s..%s", CONFIG_QUOTE_MAX, n->scalar, lo, hi);
 }
 
-static int parse_option(Parser *p, const YamlNode *n, OptionValue *v) {
+static int parse_option(ConfigParser *p, const YamlNode *n, OptionValue *v) {
         const OptionSpec *spec = v->spec;
         _cleanup_free_ char *s = NULL, *g = NULL;
         int r;
@@ -878,36 +510,36 @@ static int parse_option(Parser *p, const YamlNode *n, OptionValue *v) {
 
         switch (spec->type) {
         case OPTION_STRING:
-                r = get_string(p, n, false, &v->string);
+                r = config_get_string(p, n, false, &v->string);
                 break;
 
         case OPTION_PATH:
-                r = get_string(p, n, false, &s);
+                r = config_get_string(p, n, false, &s);
                 if (r < 0)
                         return r;
                 if (!*s)
-                        return fail(p, n, "expected a file name, got \"\"");
-                r = path_join_normalize(p->dir, s, &v->string);
+                        return config_fail(p, n, "expected a file name, got \"\"");
+                r = config_path_join(p->dir, s, &v->string);
                 break;
 
         case OPTION_ARGV:
                 /* A sequence only: splitting a string on spaces would invite quoting, and quoting
                  * invites a shell. */
                 if (n->type != YAML_NODE_SEQUENCE || n->n_items == 0) {
-                        g = got(n);
-                        return g ? fail(p, n, "expected a command as a sequence of strings such as "
+                        g = config_got(p, n);
+                        return g ? config_fail(p, n, "expected a command as a sequence of strings such as "
                                         "[\"/usr/bin/relay\", \"on\"], got %s", g) : -ENOMEM;
                 }
                 v->strv = calloc(n->n_items + 1, sizeof(char *));
                 if (!v->strv)
                         return -ENOMEM;
                 for (size_t i = 0; i < n->n_items; i++) {
-                        r = get_string(p, n->items[i], false, &v->strv[i]);
+                        r = config_get_string(p, n->items[i], false, &v->strv[i]);
                         if (r < 0)
                                 return r;
                 }
                 if (!v->strv[0][0])
-                        return fail(p, n->items[0], "expected a program name, got \"\"");
+                        return config_fail(p, n->items[0], "expected a program name, got \"\"");
                 break;
 
         default:
@@ -925,14 +557,14 @@ static int parse_option(Parser *p, const YamlNode *n, OptionValue *v) {
                 else
                         r = parse_boolean(n->scalar, &v->boolean);
                 if (r == -ERANGE) {
-                        g = got(n);
-                        return g ? fail(p, n, "%s is too large", g) : -ENOMEM;
+                        g = config_got(p, n);
+                        return g ? config_fail(p, n, "%s is too large", g) : -ENOMEM;
                 }
                 break;
         }
         if (r == -EINVAL && !p->error) {
-                g = got(n);
-                return g ? fail(p, n, "expected %s, got %s", option_expectation[spec->type], g) : -ENOMEM;
+                g = config_got(p, n);
+                return g ? config_fail(p, n, "expected %s, got %s", option_expectation[spec->type], g) : -ENOMEM;
         }
         if (r < 0)
                 return r;
@@ -949,7 +581,7 @@ static int known_options(const DriverType *t, char **ret) {
 
         for (const OptionSpec *o = t->options; o && o->name && n < ELEMENTSOF(names); o++)
                 names[n++] = o->name;
-        *ret = join(names, n);
+        *ret = config_join(names, n);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -962,12 +594,12 @@ static char *classes_of(const DriverType *t) {
                         names[n++] = driver_class_to_string(c);
         if (t->classes & DRIVER_TYPE_GPIO_LINE)
                 names[n++] = "a GPIO line under gpio:";
-        return join(names, n);
+        return config_join(names, n);
 }
 
 /* owner is the mapping holding "type:" and "config:"; want the class a per-class entry is for, or
  * _DRIVER_CLASS_INVALID for a board driver. */
-static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, DriverConfig **ret) {
+static int parse_driver(ConfigParser *p, const YamlNode *owner, DriverClass want, DriverConfig **ret) {
         _cleanup_(driver_config_freep) DriverConfig *d = NULL;
         _cleanup_free_ char *name = NULL;
         const YamlNode *type_node = NULL, *config;
@@ -975,10 +607,10 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
         size_t n_specs = 0;
         int r;
 
-        r = require_key(p, owner, "type", &type_node);
+        r = config_require_key(p, owner, "type", &type_node);
         if (r < 0)
                 return r;
-        r = get_string(p, type_node, false, &name);
+        r = config_get_string(p, type_node, false, &name);
         if (r < 0)
                 return r;
         t = driver_type_find(name);
@@ -989,18 +621,18 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
 
                 for (const DriverType *k = driver_type_next(NULL); k && n < ELEMENTSOF(names); k = driver_type_next(k))
                         names[n++] = k->name;
-                q = quote(name, strlen(name));
-                list = join(names, n);
+                q = config_quote(name, strlen(name), false);
+                list = config_join(names, n);
                 if (!q || !list)
                         return -ENOMEM;
-                return fail(p, type_node, "unknown driver type %s (known: %s)", q, list);
+                return config_fail(p, type_node, "unknown driver type %s (known: %s)", q, list);
         }
         if (want >= 0 && !(t->classes & (1U << want))) {
                 _cleanup_free_ char *list = classes_of(t);
 
                 if (!list)
                         return -ENOMEM;
-                return fail(p, type_node, "driver type \"%s\" cannot serve %s (it serves: %s)", t->name,
+                return config_fail(p, type_node, "driver type \"%s\" cannot serve %s (it serves: %s)", t->name,
                             driver_class_to_string(want), list);
         }
 
@@ -1022,7 +654,7 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
                 d->values[i].spec = &t->options[i];
 
         config = yaml_node_get(owner, "config");
-        r = optional_mapping(p, config, "of driver options");
+        r = config_optional_mapping(p, config, "of driver options");
         if (r < 0)
                 return r;
         if (r == 0)
@@ -1033,7 +665,7 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
                 OptionValue *v = NULL;
 
                 for (size_t j = 0; j < n_specs && !v; j++)
-                        if (key_is(k, d->values[j].spec->name))
+                        if (config_key_is(k, d->values[j].spec->name))
                                 v = &d->values[j];
                 if (!v) {
                         _cleanup_free_ char *list = NULL;
@@ -1041,7 +673,7 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
                         r = known_options(t, &list);
                         if (r < 0)
                                 return r;
-                        return fail(p, k, "unknown option for driver type \"%s\" (known: %s)", t->name, list);
+                        return config_fail(p, k, "unknown option for driver type \"%s\" (known: %s)", t->name, list);
                 }
                 r = parse_option(p, config->pairs[i].value, v);
                 if (r < 0)
@@ -1052,8 +684,8 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
                 if (!d->values[i].spec->required || d->values[i].set)
                         continue;
                 if (config)
-                        return fail(p, config, "missing required key \"%s\"", d->values[i].spec->name);
-                return fail(p, owner, "missing required key \"config\" (driver type \"%s\" needs option \"%s\")",
+                        return config_fail(p, config, "missing required key \"%s\"", d->values[i].spec->name);
+                return config_fail(p, owner, "missing required key \"config\" (driver type \"%s\" needs option \"%s\")",
                             t->name, d->values[i].spec->name);
         }
 
@@ -1069,7 +701,7 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
                         /* At the value that is wrong; a missing one is missing from the mapping. */
                         if (option && config && yaml_node_get(config, option))
                                 at = yaml_node_get(config, option);
-                        return fail(p, at, "%s", problem);
+                        return config_fail(p, at, "%s", problem);
                 }
         }
 
@@ -1079,11 +711,11 @@ static int parse_driver(Parser *p, const YamlNode *owner, DriverClass want, Driv
 
 /* "gpio:", a mapping of line names to {type, config}. Lines are added to d as they are parsed, so
  * that dut_config_done() frees them on failure too. */
-static int parse_gpio_lines(Parser *p, const YamlNode *n, DutConfig *d) {
+static int parse_gpio_lines(ConfigParser *p, const YamlNode *n, DutConfig *d) {
         static const char *const entry_keys[] = { "type", "config" };
         int r;
 
-        r = optional_mapping(p, n, "of GPIO line names to lines");
+        r = config_optional_mapping(p, n, "of GPIO line names to lines");
         if (r <= 0 || n->n_pairs == 0)
                 return r;
 
@@ -1096,15 +728,15 @@ static int parse_gpio_lines(Parser *p, const YamlNode *n, DutConfig *d) {
                 _cleanup_free_ char *name = NULL;
 
                 if (strlen(key->scalar) != key->scalar_len || !gpio_line_name_is_valid(key->scalar)) {
-                        _cleanup_free_ char *q = quote(key->scalar, key->scalar_len);
+                        _cleanup_free_ char *q = config_quote(key->scalar, key->scalar_len, false);
 
-                        return q ? fail(p, key, "invalid GPIO line name %s: use [a-z0-9][a-z0-9_-]{0,31}", q)
+                        return q ? config_fail(p, key, "invalid GPIO line name %s: use [a-z0-9][a-z0-9_-]{0,31}", q)
                                  : -ENOMEM;
                 }
-                r = expect_mapping(p, e, "with type and config");
+                r = config_expect_mapping(p, e, "with type and config");
                 if (r < 0)
                         return r;
-                r = check_keys(p, e, entry_keys, ELEMENTSOF(entry_keys));
+                r = config_check_keys(p, e, entry_keys, ELEMENTSOF(entry_keys));
                 if (r < 0)
                         return r;
                 r = parse_driver(p, e, _DRIVER_CLASS_INVALID, &dc);
@@ -1113,7 +745,7 @@ static int parse_gpio_lines(Parser *p, const YamlNode *n, DutConfig *d) {
                 if (!(dc->type->classes & DRIVER_TYPE_GPIO_LINE)) {
                         _cleanup_free_ char *list = classes_of(dc->type);
 
-                        return list ? fail(p, yaml_node_get(e, "type"),
+                        return list ? config_fail(p, yaml_node_get(e, "type"),
                                            "driver type \"%s\" cannot drive a GPIO line (it serves: %s)",
                                            dc->type->name, list)
                                     : -ENOMEM;
@@ -1130,7 +762,7 @@ static int parse_gpio_lines(Parser *p, const YamlNode *n, DutConfig *d) {
         return 0;
 }
 
-static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, const YamlNode *value,
+static int parse_dut(ConfigParser *p, const ExporterConfig *c, const YamlNode *key, const YamlNode *value,
                      DutConfig *d) {
         const char *known[5 + _DRIVER_CLASS_MAX] = { "type", "config", "labels", "description" };
         _cleanup_(driver_config_freep) DriverConfig *board = NULL;
@@ -1145,27 +777,27 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
         known[4 + _DRIVER_CLASS_MAX] = "gpio";
 
         if (strlen(key->scalar) != key->scalar_len || !dut_name_is_valid(key->scalar)) {
-                _cleanup_free_ char *q = quote(key->scalar, key->scalar_len);
+                _cleanup_free_ char *q = config_quote(key->scalar, key->scalar_len, false);
 
                 if (!q)
                         return -ENOMEM;
-                return fail(p, key, "invalid DUT name %s: use [a-z0-9][a-z0-9-]{0,62}", q);
+                return config_fail(p, key, "invalid DUT name %s: use [a-z0-9][a-z0-9-]{0,62}", q);
         }
         d->name = strdup(key->scalar);
         if (!d->name)
                 return -ENOMEM;
 
         if (yaml_node_is_null(value))
-                return fail(p, key, "no drivers: give \"type\" or at least one of power, serial, storage");
-        r = expect_mapping(p, value, "describing the DUT");
+                return config_fail(p, key, "no drivers: give \"type\" or at least one of power, serial, storage");
+        r = config_expect_mapping(p, value, "describing the DUT");
         if (r < 0)
                 return r;
-        r = check_keys(p, value, known, ELEMENTSOF(known));
+        r = config_check_keys(p, value, known, ELEMENTSOF(known));
         if (r < 0)
                 return r;
 
         if (yaml_node_get(value, "description")) {
-                r = get_string(p, yaml_node_get(value, "description"), true, &d->description);
+                r = config_get_string(p, yaml_node_get(value, "description"), true, &d->description);
                 if (r < 0)
                         return r;
         }
@@ -1183,11 +815,11 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
                 if (r < 0)
                         return r;
                 if (!(board->type->classes & ((1U << _DRIVER_CLASS_MAX) - 1)))
-                        return fail(p, yaml_node_get(value, "type"),
+                        return config_fail(p, yaml_node_get(value, "type"),
                                     "driver type \"%s\" drives one GPIO line: name the line under \"gpio:\"",
                                     board->type->name);
         } else if (yaml_node_get(value, "config"))
-                return fail(p, yaml_node_get(value, "config"), "driver options given without a driver \"type\"");
+                return config_fail(p, yaml_node_get(value, "config"), "driver options given without a driver \"type\"");
 
         for (DriverClass k = 0; k < _DRIVER_CLASS_MAX && r >= 0; k++) {
                 static const char *const entry_keys[] = { "type", "config" };
@@ -1195,9 +827,9 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
 
                 if (!e)
                         continue;
-                r = expect_mapping(p, e, "with type and config");
+                r = config_expect_mapping(p, e, "with type and config");
                 if (r >= 0)
-                        r = check_keys(p, e, entry_keys, ELEMENTSOF(entry_keys));
+                        r = config_check_keys(p, e, entry_keys, ELEMENTSOF(entry_keys));
                 if (r >= 0)
                         r = parse_driver(p, e, k, &per_class[k]);
         }
@@ -1211,7 +843,7 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
         if (board && board_serves == 0) {
                 _cleanup_free_ char *list = classes_of(board->type);
 
-                r = list ? fail(p, yaml_node_get(value, "type"),
+                r = list ? config_fail(p, yaml_node_get(value, "type"),
                                 "driver type \"%s\" would serve nothing: its classes (%s) all have their "
                                 "own entries",
                                 board->type->name, list)
@@ -1239,7 +871,7 @@ static int parse_dut(Parser *p, const ExporterConfig *c, const YamlNode *key, co
         if (r < 0)
                 return r;
         if (d->n_drivers == 0 && d->n_gpio_lines == 0)
-                return fail(p, value, "no drivers: give \"type\" or at least one of power, serial, storage");
+                return config_fail(p, value, "no drivers: give \"type\" or at least one of power, serial, storage");
         return 0;
 
 finish:
@@ -1248,28 +880,28 @@ finish:
         return r;
 }
 
-static int parse_metadata(Parser *p, const YamlNode *m, ExporterConfig *c) {
+static int parse_metadata(ConfigParser *p, const YamlNode *m, ExporterConfig *c) {
         static const char *const known[] = { "name", "namespace", "labels" };
         const YamlNode *v = NULL;
         int r;
 
-        r = expect_mapping(p, m, NULL);
+        r = config_expect_mapping(p, m, NULL);
         if (r < 0)
                 return r;
-        r = check_keys(p, m, known, ELEMENTSOF(known));
+        r = config_check_keys(p, m, known, ELEMENTSOF(known));
         if (r < 0)
                 return r;
 
-        r = require_key(p, m, "name", &v);
+        r = config_require_key(p, m, "name", &v);
         if (r < 0)
                 return r;
-        r = get_string(p, v, false, &c->name);
+        r = config_get_string(p, v, false, &c->name);
         if (r < 0)
                 return r;
         if (!object_name_is_valid(c->name)) {
-                _cleanup_free_ char *q = quote(v->scalar, v->scalar_len);
+                _cleanup_free_ char *q = config_quote(v->scalar, v->scalar_len, false);
 
-                return q ? fail(p, v,
+                return q ? config_fail(p, v,
                                 "invalid name %s: use at most 253 characters of [a-z0-9-.] starting and ending "
                                 "with a letter or digit", q)
                          : -ENOMEM;
@@ -1277,13 +909,13 @@ static int parse_metadata(Parser *p, const YamlNode *m, ExporterConfig *c) {
 
         v = yaml_node_get(m, "namespace");
         if (v) {
-                r = get_string(p, v, true, &c->namespace);
+                r = config_get_string(p, v, true, &c->namespace);
                 if (r < 0)
                         return r;
                 if (c->namespace && !dns_label_is_valid(c->namespace, strlen(c->namespace))) {
-                        _cleanup_free_ char *q = quote(v->scalar, v->scalar_len);
+                        _cleanup_free_ char *q = config_quote(v->scalar, v->scalar_len, false);
 
-                        return q ? fail(p, v,
+                        return q ? config_fail(p, v,
                                         "invalid namespace %s: use at most 63 characters of [a-z0-9-] starting "
                                         "and ending with a letter or digit", q)
                                  : -ENOMEM;
@@ -1294,31 +926,31 @@ static int parse_metadata(Parser *p, const YamlNode *m, ExporterConfig *c) {
 }
 
 /* A string value that must pass check(); the problem is "expected WHAT, got ...". */
-static int get_checked_string(Parser *p, const YamlNode *n, bool (*check)(const char *), const char *what,
+static int get_checked_string(ConfigParser *p, const YamlNode *n, bool (*check)(const char *), const char *what,
                               char **ret) {
         _cleanup_free_ char *s = NULL, *g = NULL;
         int r;
 
-        r = get_string(p, n, false, &s);
+        r = config_get_string(p, n, false, &s);
         if (r < 0)
                 return r;
         if (check(s)) {
                 *ret = TAKE_PTR(s);
                 return 0;
         }
-        g = got(n);
-        return g ? fail(p, n, "expected %s, got %s", what, g) : -ENOMEM;
+        g = config_got(p, n);
+        return g ? config_fail(p, n, "expected %s, got %s", what, g) : -ENOMEM;
 }
 
-static int parse_tls(Parser *p, const YamlNode *n, ExporterConfig *c) {
+static int parse_tls(ConfigParser *p, const YamlNode *n, ExporterConfig *c) {
         static const char *const known[] = { "ca", "insecure" };
         const YamlNode *v;
         int r;
 
-        r = optional_mapping(p, n, "with ca and insecure");
+        r = config_optional_mapping(p, n, "with ca and insecure");
         if (r <= 0)
                 return r;
-        r = check_keys(p, n, known, ELEMENTSOF(known));
+        r = config_check_keys(p, n, known, ELEMENTSOF(known));
         if (r < 0)
                 return r;
 
@@ -1326,18 +958,18 @@ static int parse_tls(Parser *p, const YamlNode *n, ExporterConfig *c) {
         if (v) {
                 _cleanup_free_ char *s = NULL;
 
-                r = get_string(p, v, false, &s);
+                r = config_get_string(p, v, false, &s);
                 if (r < 0)
                         return r;
                 if (!*s)
-                        return fail(p, v, "expected a PEM certificate or the name of a PEM file, got \"\"");
+                        return config_fail(p, v, "expected a PEM certificate or the name of a PEM file, got \"\"");
                 /* Inline PEM as the controller's answers carry it, else a file name. */
                 if (strncmp(s, "-----BEGIN ", 11) == 0) {
                         if (!strstr(s, "-----BEGIN CERTIFICATE-----"))
-                                return fail(p, v, "expected a PEM certificate (\"-----BEGIN CERTIFICATE-----\")");
+                                return config_fail(p, v, "expected a PEM certificate (\"-----BEGIN CERTIFICATE-----\")");
                         c->tls_ca = TAKE_PTR(s);
                 } else {
-                        r = path_join_normalize(p->dir, s, &c->tls_ca_path);
+                        r = config_path_join(p->dir, s, &c->tls_ca_path);
                         if (r < 0)
                                 return r;
                 }
@@ -1347,23 +979,23 @@ static int parse_tls(Parser *p, const YamlNode *n, ExporterConfig *c) {
         if (v && !yaml_node_is_null(v)) {
                 if (v->type != YAML_NODE_SCALAR || strlen(v->scalar) != v->scalar_len ||
                     parse_boolean(v->scalar, &c->tls_insecure) < 0) {
-                        _cleanup_free_ char *g = got(v);
+                        _cleanup_free_ char *g = config_got(p, v);
 
-                        return g ? fail(p, v, "expected true or false, got %s", g) : -ENOMEM;
+                        return g ? config_fail(p, v, "expected true or false, got %s", g) : -ENOMEM;
                 }
         }
         return 0;
 }
 
-static int parse_streams(Parser *p, const YamlNode *n, ExporterConfig *c) {
+static int parse_streams(ConfigParser *p, const YamlNode *n, ExporterConfig *c) {
         static const char *const known[] = { "listen", "advertise" };
         const YamlNode *v;
         int r;
 
-        r = optional_mapping(p, n, "with listen and advertise");
+        r = config_optional_mapping(p, n, "with listen and advertise");
         if (r <= 0)
                 return r;
-        r = check_keys(p, n, known, ELEMENTSOF(known));
+        r = config_check_keys(p, n, known, ELEMENTSOF(known));
         if (r < 0)
                 return r;
 
@@ -1389,7 +1021,7 @@ static int parse_streams(Parser *p, const YamlNode *n, ExporterConfig *c) {
 }
 
 /* endpoint, token, tls, streams: what an exporter needs to link up with a controller. */
-static int parse_link(Parser *p, const YamlNode *root, ExporterConfig *c) {
+static int parse_link(ConfigParser *p, const YamlNode *root, ExporterConfig *c) {
         const YamlNode *endpoint = yaml_node_get(root, "endpoint"), *token = yaml_node_get(root, "token"),
                        *tls = yaml_node_get(root, "tls");
         int r;
@@ -1414,11 +1046,11 @@ static int parse_link(Parser *p, const YamlNode *root, ExporterConfig *c) {
                         return r;
         }
         if (endpoint && !token)
-                return fail(p, root, "missing required key \"token\" (the exporter's token for the endpoint)");
+                return config_fail(p, root, "missing required key \"token\" (the exporter's token for the endpoint)");
         if (token && !endpoint)
-                return fail(p, root, "missing required key \"endpoint\" (the controller that the token is for)");
+                return config_fail(p, root, "missing required key \"endpoint\" (the controller that the token is for)");
         if (tls && !endpoint)
-                return fail(p, tls, "only used with an \"endpoint\"");
+                return config_fail(p, tls, "only used with an \"endpoint\"");
 
         r = parse_tls(p, tls, c);
         if (r < 0)
@@ -1426,26 +1058,46 @@ static int parse_link(Parser *p, const YamlNode *root, ExporterConfig *c) {
         return parse_streams(p, yaml_node_get(root, "streams"), c);
 }
 
-static int parse_root(Parser *p, const YamlNode *root, ExporterConfig *c) {
+/* metrics: {listen: ADDR}: where /metrics is served (docs/metrics.md). */
+static int parse_metrics(ConfigParser *p, const YamlNode *n, ExporterConfig *c) {
+        static const char *const known[] = { "listen" };
+        const YamlNode *v;
+        int r;
+
+        r = config_optional_mapping(p, n, "with listen");
+        if (r <= 0)
+                return r;
+        r = config_check_keys(p, n, known, ELEMENTSOF(known));
+        if (r < 0)
+                return r;
+        v = yaml_node_get(n, "listen");
+        if (!v || yaml_node_is_null(v))
+                return config_fail(p, n, "missing required key \"listen\" (the address /metrics is served on)");
+        return get_checked_string(p, v, listen_address_is_valid,
+                                  "an address to listen on such as \"127.0.0.1:9464\", \"[::]:9464\" or \":9464\"",
+                                  &c->metrics_listen);
+}
+
+static int parse_root(ConfigParser *p, const YamlNode *root, ExporterConfig *c) {
         static const char *const known[] = { "apiVersion", "kind", "metadata", "export", "endpoint", "tls",
-                                             "token", "streams" };
+                                             "token", "streams", "metrics" };
         const YamlNode *v = NULL;
         int r;
 
-        r = expect_mapping(p, root, "with apiVersion, kind, metadata and export");
+        r = config_expect_mapping(p, root, "with apiVersion, kind, metadata and export");
         if (r < 0)
                 return r;
-        r = check_keys(p, root, known, ELEMENTSOF(known));
+        r = config_check_keys(p, root, known, ELEMENTSOF(known));
         if (r < 0)
                 return r;
-        r = get_exact(p, root, "apiVersion", CONFIG_API_VERSION);
+        r = config_get_exact(p, root, "apiVersion", CONFIG_API_VERSION);
         if (r < 0)
                 return r;
-        r = get_exact(p, root, "kind", CONFIG_KIND);
+        r = config_get_exact(p, root, "kind", CONFIG_KIND);
         if (r < 0)
                 return r;
 
-        r = require_key(p, root, "metadata", &v);
+        r = config_require_key(p, root, "metadata", &v);
         if (r < 0)
                 return r;
         r = parse_metadata(p, v, c);
@@ -1455,20 +1107,23 @@ static int parse_root(Parser *p, const YamlNode *root, ExporterConfig *c) {
         r = parse_link(p, root, c);
         if (r < 0)
                 return r;
+        r = parse_metrics(p, yaml_node_get(root, "metrics"), c);
+        if (r < 0)
+                return r;
 
-        r = require_key(p, root, "export", &v);
+        r = config_require_key(p, root, "export", &v);
         if (r < 0)
                 return r;
         /* A linked exporter may start with no DUTs ("export: {}"): it shows up at the controller. */
         if (c->endpoint && yaml_node_is_null(v))
                 return 0;
-        r = expect_mapping(p, v, "of DUT names to DUTs");
+        r = config_expect_mapping(p, v, "of DUT names to DUTs");
         if (r < 0)
                 return r;
         if (v->n_pairs == 0 && c->endpoint)
                 return 0;
         if (v->n_pairs == 0)
-                return fail(p, v, "no DUTs: describe at least one");
+                return config_fail(p, v, "no DUTs: describe at least one");
 
         c->duts = calloc(v->n_pairs, sizeof(DutConfig));
         if (!c->duts)
@@ -1482,56 +1137,24 @@ static int parse_root(Parser *p, const YamlNode *root, ExporterConfig *c) {
         return 0;
 }
 
-/* Messages name the file by its absolute path, and relative option paths are resolved against it. */
-static int make_absolute(const char *path, char **ret, char **ret_error) {
-        int r;
-
-        r = path_make_absolute(path, ret);
-        if (r < 0 && r != -ENOMEM &&
-            asprintf(ret_error, "%s: cannot make the path absolute: %s", path, strerror(-r)) < 0)
-                *ret_error = NULL;
-        return r;
-}
-
 int exporter_config_parse(const char *path, const char *data, size_t size, ExporterConfig **ret,
                           char **ret_error) {
         _cleanup_(exporter_config_freep) ExporterConfig *c = NULL;
         _cleanup_(yaml_node_freep) YamlNode *root = NULL;
-        _cleanup_free_ char *abs = NULL, *dir = NULL, *yaml_error = NULL;
-        Parser p = {};
+        _cleanup_free_ char *abs = NULL, *dir = NULL;
+        ConfigParser p = {};
         int r;
 
-        assert(path);
-        assert(data || size == 0);
         assert(ret);
-        assert(ret_error);
 
-        *ret_error = NULL;
-
-        r = make_absolute(path, &abs, ret_error);
+        r = config_parse_begin(path, data, size, &root, &abs, &dir, ret_error);
         if (r < 0)
                 return r;
-        r = path_dirname(abs, &dir);
-        if (r < 0)
-                return r;
-
-        if (size > CONFIG_SIZE_MAX) {
-                if (asprintf(ret_error, "%s: larger than 1 MiB, refusing to parse it", abs) < 0)
-                        *ret_error = NULL;
-                return -EFBIG;
-        }
-
-        r = yaml_tree_parse(data, size, &root, &yaml_error);
-        if (r < 0) {
-                if (yaml_error && asprintf(ret_error, "%s:%s", abs, yaml_error) < 0)
-                        *ret_error = NULL;
-                return r;
-        }
 
         c = calloc(1, sizeof(ExporterConfig));
         if (!c)
                 return -ENOMEM;
-        p = (Parser) { .path = abs, .dir = dir };
+        p = (ConfigParser) { .path = abs, .dir = dir };
         r = parse_root(&p, root, c);
         if (r < 0) {
                 log_debug("Config %s: %s", abs, strna(p.error));
@@ -1546,7 +1169,6 @@ int exporter_config_parse(const char *path, const char *data, size_t size, Expor
 
 int exporter_config_load(const char *path, ExporterConfig **ret, char **ret_error) {
         _cleanup_free_ char *abs = NULL, *buf = NULL;
-        _cleanup_close_ int fd = -EBADF;
         size_t n = 0;
         int r;
 
@@ -1556,36 +1178,14 @@ int exporter_config_load(const char *path, ExporterConfig **ret, char **ret_erro
 
         *ret_error = NULL;
 
-        r = make_absolute(path, &abs, ret_error);
+        r = config_make_absolute(path, &abs, ret_error);
         if (r < 0)
                 return r;
-
-        /* One byte more than allowed, so that parse can tell "too large" from "exactly 1 MiB". */
-        buf = malloc(CONFIG_SIZE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-
-        fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                r = negative_errno();
-        while (fd >= 0 && n < CONFIG_SIZE_MAX + 1) {
-                ssize_t k = read(fd, buf + n, CONFIG_SIZE_MAX + 1 - n);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = negative_errno();
-                        break;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
+        r = config_read_file(abs, &buf, &n);
         if (r < 0) {
-                if (asprintf(ret_error, "%s: cannot read: %s", abs, strerror(-r)) < 0)
+                if (r != -ENOMEM && asprintf(ret_error, "%s: cannot read: %s", abs, strerror(-r)) < 0)
                         *ret_error = NULL;
                 return r;
         }
-
         return exporter_config_parse(abs, buf, n, ret, ret_error);
 }

@@ -157,6 +157,8 @@ typedef struct ExporterConfig {
         /* The data stream listener (docs/protocol.md "Data streams"). */
         char *streams_listen;    /* "IPv4:PORT", "[IPv6]:PORT" or ":PORT"; always set ("0.0.0.0:0" by default) */
         char *streams_advertise; /* "IP" or "IP:PORT" that clients dial; NULL: the link's local address */
+        /* Prometheus metrics (docs/metrics.md): plain HTTP GET /metrics on this address; NULL: none. */
+        char *metrics_listen;
 } ExporterConfig;
 
 /* Parses and validates a whole config. On failure returns a negative errno and, in *ret_error, a

@@ -26,8 +26,10 @@ typedef struct ControllerConfig {
         char *ca;               /* default: the certificate */
         char *state_directory;  /* absolute */
         char *router_listen;    /* NULL: no router */
+        char *router_advertise; /* "IP:PORT" the router is dialed at; NULL: see docs/controller.md */
         uint64_t token_lifetime_usec;
         uint64_t stream_token_lifetime_usec;
+        uint64_t history_retention_usec; /* history.retention; 0: keep all lease history */
 } ControllerConfig;
 
 /* Parses and validates a whole config. On failure returns a negative errno and, in *ret_error, a

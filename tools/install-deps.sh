@@ -5,10 +5,11 @@ set -euo pipefail
 PACKAGES=(
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev valgrind
         libsystemd-dev libfuse3-dev fuse3 libjansson-dev libyaml-dev
-        socat python3-serial picocom tio util-linux mount e2fsprogs procps coreutils curl
+        socat python3-serial python3-pytest picocom tio util-linux mount e2fsprogs procps coreutils curl
         libserialport-dev libgpiod-dev gpiod libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev
         zlib1g-dev liblzma-dev libzstd-dev libssl-dev libjwt-dev xz-utils zstd gzip cpio
         ser2net pdudaemon bmap-tools busybox-static qemu-system-x86
+        prometheus
 )
 
 missing=()

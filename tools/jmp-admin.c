@@ -9,17 +9,11 @@
 #include "config.h"
 #include "jmp.h"
 #include "log.h"
+#include "time-util.h"
 
-#define ARG_CLIENT_CONFIG 0x100
-#define CLIENT_CONFIG_HELP                                                                              \
-        "  --client-config FILE  The admin's client config (default: $JMP_CLIENT_CONFIG, else\n"         \
-        "                        $XDG_CONFIG_HOME/jumpstarter/clients/default.yaml)\n"
+#define ADMIN_CONFIG_HELP CLIENT_CONFIG_HELP_FOR("admin's ")
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExporterConfig *, exporter_config_free);
-
-static const char *str_member(json_t *o, const char *key) {
-        return json_string_value(json_object_get(o, key));
-}
 
 static int check_name(const char *name, const char *what) {
         if (!dut_name_is_valid(name)) {
@@ -68,6 +62,29 @@ static int write_output(const char *path, const char *text, const char *what) {
                 return r;
         }
         return 0;
+}
+
+/* Query argument values: everything but [A-Za-z0-9-._~:] as %XX. */
+static char *url_escape(const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        char *r = malloc(strlen(s) * 3 + 1), *p = r;
+
+        if (!r)
+                return NULL;
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char) *s;
+
+                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    strchr("-._~:", ch))
+                        *p++ = (char) ch;
+                else {
+                        *p++ = '%';
+                        *p++ = hex[ch >> 4];
+                        *p++ = hex[ch & 15];
+                }
+        }
+        *p = 0;
+        return r;
 }
 
 typedef struct CreateArgs {
@@ -287,7 +304,7 @@ static int admin_create(int argc, char *argv[]) {
                 "  --label KEY=VALUE     A label; may be repeated\n"
                 "  --admin               The client may manage clients, exporters and keys\n"
                 "  --lifetime DURATION   How long the token is valid (default: the controller's, 365d)\n"
-                "  -o, --output FILE     Write the config to FILE (mode 0600)\n" CLIENT_CONFIG_HELP;
+                "  -o, --output FILE     Write the config to FILE (mode 0600)\n" ADMIN_CONFIG_HELP;
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_(json_decrefp) json_t *labels = json_object();
@@ -327,53 +344,20 @@ static int admin_create(int argc, char *argv[]) {
         return r < 0 ? 1 : 0;
 }
 
-/* Options of the verbs that take nothing but --client-config (and -o for lists). */
-static int parse_simple(int argc, char *argv[], const char *usage, OutputFormat *format) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "output", required_argument, NULL, 'o' },
-                { "client-config", required_argument, NULL, ARG_CLIENT_CONFIG },
-                {}
-        };
-        int c;
-
-        optind = 0;
-        while ((c = getopt_long(argc, argv, format ? "ho:" : "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        fputs(usage, stdout);
-                        return 0;
-                case 'o':
-                        if (!format) {
-                                fprintf(stderr, "jmp: this command has no --output.\n");
-                                return -EINVAL;
-                        }
-                        if (parse_output_format(optarg, format) < 0)
-                                return -EINVAL;
-                        break;
-                case ARG_CLIENT_CONFIG:
-                        arg_client_config = optarg;
-                        break;
-                default:
-                        return -EINVAL;
-                }
-        return 1;
-}
-
 static int admin_delete(int argc, char *argv[]) {
         static const char usage[] =
                 "Usage: jmp admin delete client|exporter NAME\n"
                 "\n"
                 "Removes a client or an exporter: its token stops working at once, and an exporter's\n"
                 "leases end (ExporterGone).\n"
-                "\n" CLIENT_CONFIG_HELP;
+                "\n" ADMIN_CONFIG_HELP;
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_free_ char *path = NULL;
         const char *kind, *name;
         int r;
 
-        r = parse_simple(argc, argv, usage, NULL);
+        r = parse_remote_options(argc, argv, usage, NULL, NULL);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         if (argc - optind != 2 || !STR_IN_SET(argv[optind], "client", "exporter")) {
@@ -401,20 +385,18 @@ static int admin_rotate_key(int argc, char *argv[]) {
                 "\n"
                 "Makes a new signing key active. The old one verifies the tokens it signed until it is\n"
                 "retired with 'jmp admin retire-key KID'.\n"
-                "\n" CLIENT_CONFIG_HELP;
+                "\n" ADMIN_CONFIG_HELP;
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_(json_decrefp) json_t *answer = NULL;
         const char *previous;
         int r;
 
-        r = parse_simple(argc, argv, usage, NULL);
+        r = parse_remote_options(argc, argv, usage, NULL, NULL);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
-        if (optind < argc) {
-                fprintf(stderr, "jmp: unexpected argument '%s'.\n%s", argv[optind], usage);
+        if (check_no_arguments(argc, argv, usage) < 0)
                 return 2;
-        }
         if (remote_open(&cfg, &api) < 0)
                 return 1;
         r = api_client_call(api, "POST", "/admin/rotate-key", NULL, &answer);
@@ -436,7 +418,7 @@ static int admin_retire_key(int argc, char *argv[]) {
                 "Usage: jmp admin retire-key KID\n"
                 "\n"
                 "Retires a signing key that is no longer active: every token it signed stops working.\n"
-                "\n" CLIENT_CONFIG_HELP;
+                "\n" ADMIN_CONFIG_HELP;
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_(json_decrefp) json_t *answer = NULL;
@@ -444,7 +426,7 @@ static int admin_retire_key(int argc, char *argv[]) {
         const char *kid;
         int r;
 
-        r = parse_simple(argc, argv, usage, NULL);
+        r = parse_remote_options(argc, argv, usage, NULL, NULL);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         if (argc - optind != 1) {
@@ -473,7 +455,7 @@ static int admin_get(int argc, char *argv[]) {
                 "\n"
                 "Lists the clients with their labels, whether they are admins and when their tokens expire.\n"
                 "\n"
-                "  -o, --output FORMAT   table (default) or json: the API's items\n" CLIENT_CONFIG_HELP;
+                "  -o, --output FORMAT   table (default) or json: the API's items\n" ADMIN_CONFIG_HELP;
         static const char *const headers[] = { "NAME", "ADMIN", "LABELS", "TOKEN-EXPIRES", NULL };
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
@@ -484,7 +466,7 @@ static int admin_get(int argc, char *argv[]) {
         size_t i;
         int r;
 
-        r = parse_simple(argc, argv, usage, &format);
+        r = parse_remote_options(argc, argv, usage, &format, NULL);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         if (argc - optind != 1 || !streq(argv[optind], "clients")) {
@@ -493,12 +475,8 @@ static int admin_get(int argc, char *argv[]) {
         }
         if (remote_open(&cfg, &api) < 0)
                 return 1;
-        r = api_client_call(api, "GET", "/clients", NULL, &answer);
-        if (r < 0)
-                return remote_fail(api, r, "Failed to list clients");
-        items = json_object_get(answer, "items");
-        if (!json_is_array(items))
-                return fprintf(stderr, "jmp: the controller's answer has no items.\n"), 1;
+        if (remote_get_items(api, "/clients", "clients", &answer, &items) > 0)
+                return 1;
         if (format == OUTPUT_JSON) {
                 print_json(items);
                 return 0;
@@ -518,6 +496,165 @@ static int admin_get(int argc, char *argv[]) {
         return 0;
 }
 
+/* jmp admin usage: device time per team, client or exporter, from the controller's lease history */
+
+static bool csv_needs_quotes(const char *s) {
+        return strpbrk(s, ",\"\n\r") != NULL;
+}
+
+static void csv_field(const char *s, bool last) {
+        if (csv_needs_quotes(s)) {
+                putchar('"');
+                for (; *s; s++) {
+                        if (*s == '"')
+                                putchar('"');
+                        putchar(*s);
+                }
+                putchar('"');
+        } else
+                fputs(s, stdout);
+        putchar(last ? '\n' : ',');
+}
+
+static int admin_usage(int argc, char *argv[]) {
+        static const char usage[] =
+                "Usage: jmp admin usage --from DATE --to DATE [--by team|client|exporter] [-o table|csv|json]\n"
+                "\n"
+                "Device time per group over the period [--from, --to), from the controller's lease history:\n"
+                "device-hours, number of leases, their wait for a device, and leases never served. Leases that\n"
+                "cross the period's edges count only their part inside it.\n"
+                "\n"
+                "  --from DATE           2026-11-01 (midnight UTC) or an RFC 3339 time (2026-11-01T08:00:00Z)\n"
+                "  --to DATE             the end of the period, excluded\n"
+                "  --by WHAT             team (the lease's metadata team, default), client or exporter\n"
+                "  -o, --output FORMAT   table (default), csv or json (the API's answer)\n" ADMIN_CONFIG_HELP;
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "from", required_argument, NULL, 'f' },
+                { "to", required_argument, NULL, 't' },
+                { "by", required_argument, NULL, 'b' },
+                { "output", required_argument, NULL, 'o' },
+                { "client-config", required_argument, NULL, ARG_CLIENT_CONFIG },
+                {}
+        };
+        static const char *const headers[] = { "GROUP", "DEVICE-HOURS", "LEASES", "WAIT-HOURS", "UNSERVED", NULL };
+        _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
+        _cleanup_(api_client_freep) ApiClient *api = NULL;
+        _cleanup_(json_decrefp) json_t *answer = NULL;
+        _cleanup_(table_freep) Table *t = NULL;
+        _cleanup_free_ char *path = NULL, *from_q = NULL, *to_q = NULL;
+        const char *from = NULL, *to = NULL, *by = "team", *output = "table";
+        uint64_t from_usec = 0, to_usec = 0;
+        json_t *items, *x;
+        size_t i;
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "ho:", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        fputs(usage, stdout);
+                        return 0;
+                case 'f':
+                        from = optarg;
+                        break;
+                case 't':
+                        to = optarg;
+                        break;
+                case 'b':
+                        by = optarg;
+                        break;
+                case 'o':
+                        output = optarg;
+                        break;
+                case ARG_CLIENT_CONFIG:
+                        arg_client_config = optarg;
+                        break;
+                default:
+                        return 2;
+                }
+        if (check_no_arguments(argc, argv, usage) < 0)
+                return 2;
+        if (!from || !to) {
+                fprintf(stderr, "jmp: admin usage needs --from and --to.\n%s", usage);
+                return 2;
+        }
+        if (parse_timestamp(from, &from_usec) < 0) {
+                fprintf(stderr, "jmp: --from '%s' is not a date: use YYYY-MM-DD (midnight UTC) or an RFC 3339 time "
+                        "such as 2026-11-01T08:00:00Z.\n", from);
+                return 2;
+        }
+        if (parse_timestamp(to, &to_usec) < 0) {
+                fprintf(stderr, "jmp: --to '%s' is not a date: use YYYY-MM-DD (midnight UTC) or an RFC 3339 time "
+                        "such as 2026-12-01T00:00:00Z.\n", to);
+                return 2;
+        }
+        if (from_usec >= to_usec) {
+                fprintf(stderr, "jmp: --from (%s) must be before --to (%s).\n", from, to);
+                return 2;
+        }
+        if (!STR_IN_SET(by, "team", "client", "exporter")) {
+                fprintf(stderr, "jmp: --by '%s': use team, client or exporter.\n", by);
+                return 2;
+        }
+        if (!STR_IN_SET(output, "table", "csv", "json")) {
+                fprintf(stderr, "jmp: -o '%s': use table, csv or json.\n", output);
+                return 2;
+        }
+
+        if (remote_open(&cfg, &api) < 0)
+                return 1;
+        /* '+' in an offset must not turn into a space on the way. */
+        from_q = url_escape(from);
+        to_q = url_escape(to);
+        if (!from_q || !to_q || asprintf(&path, "/admin/usage?from=%s&to=%s&by=%s", from_q, to_q, by) < 0)
+                return log_oom(), 1;
+        c = api_client_call(api, "GET", path, NULL, &answer);
+        if (c < 0)
+                return remote_fail(api, c, "Failed to get the usage report");
+        if (streq(output, "json")) {
+                print_json(answer);
+                return 0;
+        }
+        items = json_object_get(answer, "items");
+        if (streq(output, "csv")) {
+                printf("%s,device_seconds,device_hours,leases,wait_seconds,unserved\n", by);
+                json_array_foreach(items, i, x) {
+                        char buf[5][32];
+
+                        snprintf(buf[0], sizeof buf[0], "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(x, "deviceSeconds")));
+                        snprintf(buf[1], sizeof buf[1], "%.2f", (double) json_integer_value(json_object_get(x, "deviceSeconds")) / 3600.0);
+                        snprintf(buf[2], sizeof buf[2], "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(x, "leases")));
+                        snprintf(buf[3], sizeof buf[3], "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(x, "waitSeconds")));
+                        snprintf(buf[4], sizeof buf[4], "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(x, "unserved")));
+                        csv_field(strempty(str_member(x, "group")), false);
+                        for (int k = 0; k < 5; k++)
+                                csv_field(buf[k], k == 4);
+                }
+                return 0;
+        }
+        t = table_new(headers);
+        if (!t)
+                return log_oom(), 1;
+        json_array_foreach(items, i, x) {
+                char hours[32], leases[32], wait[32], unserved[32];
+
+                snprintf(hours, sizeof hours, "%.2f", (double) json_integer_value(json_object_get(x, "deviceSeconds")) / 3600.0);
+                snprintf(leases, sizeof leases, "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(x, "leases")));
+                snprintf(wait, sizeof wait, "%.2f", (double) json_integer_value(json_object_get(x, "waitSeconds")) / 3600.0);
+                snprintf(unserved, sizeof unserved, "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(x, "unserved")));
+                if (table_add(t, str_member(x, "group"), hours, leases, wait, unserved) < 0)
+                        return log_oom(), 1;
+        }
+        if (json_array_size(items) == 0) {
+                fprintf(stderr, "No leases held a device from %s to %s.\n", strna(str_member(answer, "from")),
+                        strna(str_member(answer, "to")));
+                return 0;
+        }
+        table_print(t);
+        return 0;
+}
+
 int verb_admin(int argc, char *argv[]) {
         if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
                 printf("Usage: jmp admin COMMAND [OPTIONS]\n"
@@ -526,6 +663,7 @@ int verb_admin(int argc, char *argv[]) {
                        "  create exporter NAME [--label K=V]... [--lifetime D] [-o FILE]\n"
                        "  delete client|exporter NAME\n"
                        "  get clients [-o json]\n"
+                       "  usage --from DATE --to DATE [--by team|client|exporter] [-o table|csv|json]\n"
                        "  rotate-key\n"
                        "  retire-key KID\n"
                        "\n"
@@ -542,6 +680,8 @@ int verb_admin(int argc, char *argv[]) {
                 return admin_rotate_key(argc - 1, argv + 1);
         if (streq(argv[1], "retire-key"))
                 return admin_retire_key(argc - 1, argv + 1);
+        if (streq(argv[1], "usage"))
+                return admin_usage(argc - 1, argv + 1);
         fprintf(stderr, "jmp: unknown command 'admin %s'. Run 'jmp admin --help'.\n", argv[1]);
         return 2;
 }

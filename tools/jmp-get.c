@@ -7,12 +7,6 @@
 #include "jmp.h"
 #include "log.h"
 
-#define ARG_CLIENT_CONFIG 0x100
-
-static const char *str_member(json_t *o, const char *key) {
-        return json_string_value(json_object_get(o, key));
-}
-
 static int print_exporters(json_t *items) {
         static const char *const headers[] = { "NAME", "STATE", "LABELS", "CLASSES", "LEASE", NULL };
         _cleanup_(table_freep) Table *t = NULL;
@@ -84,9 +78,7 @@ int verb_get(int argc, char *argv[]) {
                 "  leases                Live leases (yours; an admin sees everyone's)\n"
                 "\n"
                 "  -o, --output FORMAT   table (default) or json: the API's items\n"
-                "  --history             leases: add the ended ones the controller remembers\n"
-                "  --client-config FILE  The client config (default: $JMP_CLIENT_CONFIG, else\n"
-                "                        $XDG_CONFIG_HOME/jumpstarter/clients/default.yaml)\n";
+                "  --history             leases: add the ended ones the controller remembers\n" CLIENT_CONFIG_HELP;
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "output", required_argument, NULL, 'o' },
@@ -101,7 +93,7 @@ int verb_get(int argc, char *argv[]) {
         bool history = false, leases;
         const char *what;
         json_t *items;
-        int c, r;
+        int c;
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "ho:", options, NULL)) >= 0)
@@ -139,13 +131,9 @@ int verb_get(int argc, char *argv[]) {
 
         if (remote_open(&cfg, &api) < 0)
                 return 1;
-        r = api_client_call(api, "GET", leases ? (history ? "/leases?history=true" : "/leases") : "/exporters", NULL,
-                            &answer);
-        if (r < 0)
-                return remote_fail(api, r, "Failed to list %s", what);
-        items = json_object_get(answer, "items");
-        if (!json_is_array(items))
-                return fprintf(stderr, "jmp: the controller's answer has no items.\n"), 1;
+        if (remote_get_items(api, leases ? (history ? "/leases?history=true" : "/leases") : "/exporters", what,
+                             &answer, &items) > 0)
+                return 1;
         if (leases) {
                 print_leases(items, format, true);
                 return 0;

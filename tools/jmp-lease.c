@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "agent-client.h"
 #include "api-client.h"
 #include "client-config.h"
 #include "config.h"
@@ -13,10 +14,6 @@
 #include "log.h"
 #include "parse-util.h"
 
-#define ARG_CLIENT_CONFIG 0x100
-#define CLIENT_CONFIG_HELP                                                                              \
-        "  --client-config FILE  The client config (default: $JMP_CLIENT_CONFIG, else\n"                 \
-        "                        $XDG_CONFIG_HOME/jumpstarter/clients/default.yaml)\n"
 /* How long to wait before following a lease again after its stream broke off. */
 #define RECONNECT_USEC (1 * USEC_PER_SEC)
 
@@ -24,10 +21,6 @@ static volatile sig_atomic_t interrupted = 0;
 
 static void on_signal(int sig) {
         interrupted = 1;
-}
-
-static const char *str_member(json_t *o, const char *key) {
-        return json_string_value(json_object_get(o, key));
 }
 
 static int check_lease_name(const char *name) {
@@ -231,6 +224,7 @@ static int lease_create(int argc, char *argv[]) {
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_(json_decrefp) json_t *meta = NULL, *body = NULL, *lease = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         const char *selector = NULL, *duration = NULL, *name = NULL, *wait = NULL;
         OutputFormat format = OUTPUT_TABLE;
         uint64_t wait_usec = 0;
@@ -292,13 +286,25 @@ static int lease_create(int argc, char *argv[]) {
                 default:
                         return 2;
                 }
-        if (optind < argc) {
-                fprintf(stderr, "jmp: unexpected argument '%s'.\n%s", argv[optind], usage);
+        if (check_no_arguments(argc, argv, usage) < 0)
                 return 2;
-        }
         if (!selector || !duration) {
                 fprintf(stderr, "jmp: --selector and --duration are required.\n%s", usage);
                 return 2;
+        }
+
+        /* Leases of this host's DUTs on the system bus, unless a controller is meant (docs/dbus.md). */
+        if (bus_lease_open(&bus) > 0) {
+                uint64_t usec;
+
+                if (name || wait || have_priority || json_object_size(meta) > 0) {
+                        fprintf(stderr, "jmp: --name, --meta, --priority and --wait are for a controller's leases; "
+                                        "name one with --client-config.\n");
+                        return 2;
+                }
+                if (parse_duration(duration, &usec) < 0)
+                        return fprintf(stderr, "jmp: invalid --duration '%s'.\n", duration), 2;
+                return bus_lease_create(bus, selector, usec, format == OUTPUT_JSON);
         }
 
         body = json_pack("{s:s, s:s}", "selector", selector, "duration", duration);
@@ -335,49 +341,6 @@ static int lease_create(int argc, char *argv[]) {
         return lease_wait(api, lease, wait, wait_usec, format);
 }
 
-/* Options of the verbs that take nothing but -o and --client-config. */
-static int parse_simple(int argc, char *argv[], const char *usage, OutputFormat *format, const char **by) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "output", required_argument, NULL, 'o' },
-                { "by", required_argument, NULL, 'b' },
-                { "client-config", required_argument, NULL, ARG_CLIENT_CONFIG },
-                {}
-        };
-        int c;
-
-        optind = 0;
-        while ((c = getopt_long(argc, argv, format ? "ho:" : "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        fputs(usage, stdout);
-                        return 0;
-                case 'o':
-                        if (!format) {
-                                fprintf(stderr, "jmp: this command has no --output.\n");
-                                return -EINVAL;
-                        }
-                        if (parse_output_format(optarg, format) < 0)
-                                return -EINVAL;
-                        break;
-                case 'b':
-                        if (!by) {
-                                fprintf(stderr, "jmp: --by is only for 'jmp lease extend'.\n");
-                                return -EINVAL;
-                        }
-                        if (check_duration(optarg, "--by") < 0)
-                                return -EINVAL;
-                        *by = optarg;
-                        break;
-                case ARG_CLIENT_CONFIG:
-                        arg_client_config = optarg;
-                        break;
-                default:
-                        return -EINVAL;
-                }
-        return 1;
-}
-
 static int lease_list(int argc, char *argv[]) {
         static const char usage[] =
                 "Usage: jmp lease list [-o json]\n"
@@ -388,25 +351,22 @@ static int lease_list(int argc, char *argv[]) {
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_(json_decrefp) json_t *answer = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         OutputFormat format = OUTPUT_TABLE;
         json_t *items;
         int r;
 
-        r = parse_simple(argc, argv, usage, &format, NULL);
+        r = parse_remote_options(argc, argv, usage, &format, NULL);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
-        if (optind < argc) {
-                fprintf(stderr, "jmp: unexpected argument '%s'.\n%s", argv[optind], usage);
+        if (check_no_arguments(argc, argv, usage) < 0)
                 return 2;
-        }
+        if (bus_lease_open(&bus) > 0)
+                return bus_lease_list(bus, format == OUTPUT_JSON);
         if (remote_open(&cfg, &api) < 0)
                 return 1;
-        r = api_client_call(api, "GET", "/leases", NULL, &answer);
-        if (r < 0)
-                return remote_fail(api, r, "Failed to list leases");
-        items = json_object_get(answer, "items");
-        if (!json_is_array(items))
-                return fprintf(stderr, "jmp: the controller's answer has no items.\n"), 1;
+        if (remote_get_items(api, "/leases", "leases", &answer, &items) > 0)
+                return 1;
         print_leases(items, format, false);
         return 0;
 }
@@ -420,11 +380,12 @@ static int lease_release(int argc, char *argv[]) {
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_(json_decrefp) json_t *lease = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_free_ char *path = NULL;
         const char *name;
         int r;
 
-        r = parse_simple(argc, argv, usage, NULL, NULL);
+        r = parse_remote_options(argc, argv, usage, NULL, NULL);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         if (argc - optind != 1) {
@@ -434,6 +395,8 @@ static int lease_release(int argc, char *argv[]) {
         name = argv[optind];
         if (check_lease_name(name) < 0)
                 return 2;
+        if (bus_lease_open(&bus) > 0)
+                return bus_lease_release(bus, name);
         if (remote_open(&cfg, &api) < 0)
                 return 1;
         if (asprintf(&path, "/leases/%s", name) < 0)
@@ -454,11 +417,12 @@ static int lease_extend(int argc, char *argv[]) {
         _cleanup_(client_config_freep) ClientConfig *cfg = NULL;
         _cleanup_(api_client_freep) ApiClient *api = NULL;
         _cleanup_(json_decrefp) json_t *lease = NULL, *body = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_free_ char *path = NULL;
         const char *name, *by = NULL;
         int r;
 
-        r = parse_simple(argc, argv, usage, NULL, &by);
+        r = parse_remote_options(argc, argv, usage, NULL, &by);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         if (argc - optind != 1 || !by) {
@@ -468,6 +432,13 @@ static int lease_extend(int argc, char *argv[]) {
         name = argv[optind];
         if (check_lease_name(name) < 0)
                 return 2;
+        if (bus_lease_open(&bus) > 0) {
+                uint64_t usec;
+
+                if (parse_duration(by, &usec) < 0)
+                        return fprintf(stderr, "jmp: invalid --by '%s'.\n", by), 2;
+                return bus_lease_extend(bus, name, usec);
+        }
         body = json_pack("{s:s}", "by", by);
         if (!body)
                 return log_oom(), 1;

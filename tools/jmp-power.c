@@ -12,8 +12,9 @@ static const char usage[] =
         "Usage: jmp power on|off|cycle|status DUT [--mountpoint DIR]\n"
         "\n"
         "Switches a DUT's power and returns when the driver is done, or prints its state\n"
-        "(on, off or unknown). The DUT is looked up in the local mode that runs (at DIR when\n"
-        "several do).\n";
+        "(on, off or unknown). With --mountpoint, the DUT of the local mode at DIR; else the DUT\n"
+        "of jumpstarterd on the system bus when it is there (under polkit, docs/dbus.md); else\n"
+        "the DUT of the local mode that runs.\n";
 
 int verb_power(int argc, char *argv[]) {
         static const struct option options[] = {
@@ -55,6 +56,11 @@ int verb_power(int argc, char *argv[]) {
                 return 2;
         }
 
+        /* An explicit --mountpoint means that local mode; else the host's jumpstarterd on the system
+         * bus when it is there; else the local mode that runs (docs/dbus.md). */
+        if (!mountpoint && agent_connect_system(&bus) > 0)
+                goto connected;
+
         r = local_instance_find(mountpoint, &inst);
         if (r == -ENOENT) {
                 fprintf(stderr, "jmp: local mode is not running%s%s; start it with 'jmp local start'.\n",
@@ -74,9 +80,10 @@ int verb_power(int argc, char *argv[]) {
         if (agent_connect(inst, &bus) < 0)
                 return 1;
 
+connected:
         if (streq(action, "status")) {
-                r = sd_bus_call_method(bus, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "GetPower", &error, &reply,
-                                       "s", dut);
+                r = sd_bus_call_method(bus, agent_destination(bus), AGENT_OBJECT_PATH, AGENT_INTERFACE, "GetPower",
+                                       &error, &reply, "s", dut);
                 if (r < 0)
                         return agent_call_error(dut, &error, r), 1;
                 r = sd_bus_message_read(reply, "s", &state);
@@ -87,8 +94,8 @@ int verb_power(int argc, char *argv[]) {
         }
 
         /* Switching may take a while with a slow switch; sd-bus' default of 25 s is the limit. */
-        r = sd_bus_call_method(bus, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "SetPower", &error, NULL, "ss", dut,
-                               action);
+        r = sd_bus_call_method(bus, agent_destination(bus), AGENT_OBJECT_PATH, AGENT_INTERFACE, "SetPower", &error,
+                               NULL, "ss", dut, action);
         if (r < 0)
                 return agent_call_error(dut, &error, r), 1;
         return 0;

@@ -1,5 +1,6 @@
 /* What the verbs that talk to a controller share: the client config, errors, tables */
 #include <assert.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,71 @@ int remote_fail(ApiClient *a, int r, const char *format, ...) {
                 fprintf(stderr, "jmp: the controller refused the token of the client config (%s); ask an admin "
                                 "for a new one.\n", detail);
         return 1;
+}
+
+int parse_remote_options(int argc, char *argv[], const char *usage, OutputFormat *format, const char **by) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "output", required_argument, NULL, 'o' },
+                { "by", required_argument, NULL, 'b' },
+                { "client-config", required_argument, NULL, ARG_CLIENT_CONFIG },
+                {}
+        };
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, format ? "ho:" : "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        fputs(usage, stdout);
+                        return 0;
+                case 'o':
+                        if (!format) {
+                                fprintf(stderr, "jmp: this command has no --output.\n");
+                                return -EINVAL;
+                        }
+                        if (parse_output_format(optarg, format) < 0)
+                                return -EINVAL;
+                        break;
+                case 'b':
+                        if (!by) {
+                                fprintf(stderr, "jmp: --by is only for 'jmp lease extend'.\n");
+                                return -EINVAL;
+                        }
+                        if (check_duration(optarg, "--by") < 0)
+                                return -EINVAL;
+                        *by = optarg;
+                        break;
+                case ARG_CLIENT_CONFIG:
+                        arg_client_config = optarg;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+        return 1;
+}
+
+int check_no_arguments(int argc, char *argv[], const char *usage) {
+        if (optind >= argc)
+                return 0;
+        fprintf(stderr, "jmp: unexpected argument '%s'.\n%s", argv[optind], usage);
+        return -EINVAL;
+}
+
+int remote_get_items(ApiClient *a, const char *path, const char *what, json_t **ret_answer, json_t **ret_items) {
+        _cleanup_(json_decrefp) json_t *answer = NULL;
+        json_t *items;
+        int r;
+
+        r = api_client_call(a, "GET", path, NULL, &answer);
+        if (r < 0)
+                return remote_fail(a, r, "Failed to list %s", what);
+        items = json_object_get(answer, "items");
+        if (!json_is_array(items))
+                return fprintf(stderr, "jmp: the controller's answer has no items.\n"), 1;
+        *ret_items = items;
+        *ret_answer = TAKE_PTR(answer);
+        return 0;
 }
 
 int parse_output_format(const char *s, OutputFormat *ret) {
@@ -253,15 +319,11 @@ char *lease_pending_text(json_t *lease) {
         return strdup(reason ?: "pending");
 }
 
-static const char *str_member(json_t *o, const char *key) {
-        return json_string_value(json_object_get(o, key));
-}
-
 void print_leases(json_t *items, OutputFormat format, bool wide) {
         static const char *const narrow_headers[] = { "NAME", "STATE", "EXPORTER/DUT", "SELECTOR", "BEGIN", "END",
                                                       "REASON", NULL };
         static const char *const wide_headers[] = { "NAME", "CLIENT", "STATE", "EXPORTER/DUT", "SELECTOR", "BEGIN",
-                                                    "END", "REASON", "METADATA", NULL };
+                                                    "END", "REASON", "METADATA", "TEAM", NULL };
         _cleanup_(table_freep) Table *t = NULL;
         size_t i;
         json_t *l;
@@ -288,7 +350,7 @@ void print_leases(json_t *items, OutputFormat format, bool wide) {
                 if (wide)
                         r = table_add(t, str_member(l, "name"), str_member(l, "client"), state, device,
                                       str_member(l, "selector"), str_member(l, "begin"), str_member(l, "end"), reason,
-                                      meta);
+                                      meta, str_member(json_object_get(l, "metadata"), "team"));
                 else
                         r = table_add(t, str_member(l, "name"), state, device, str_member(l, "selector"),
                                       str_member(l, "begin"), str_member(l, "end"), reason);

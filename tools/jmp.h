@@ -37,6 +37,27 @@ typedef enum OutputFormat {
 int parse_output_format(const char *s, OutputFormat *ret);
 void print_json(json_t *j);
 
+/* The option value of --client-config in the verbs' getopt tables. */
+#define ARG_CLIENT_CONFIG 0x100
+#define CLIENT_CONFIG_HELP_FOR(who)                                                                     \
+        "  --client-config FILE  The " who "client config (default: $JMP_CLIENT_CONFIG, else\n"        \
+        "                        $XDG_CONFIG_HOME/jumpstarter/clients/default.yaml)\n"
+#define CLIENT_CONFIG_HELP CLIENT_CONFIG_HELP_FOR("")
+
+/* o[key] as a string, NULL when missing or not a string. */
+static inline const char *str_member(json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key));
+}
+
+/* Options of the verbs that take nothing but --client-config, -o (when format is not NULL) and
+ * --by (when by is not NULL). Returns 1 to go on, 0 after --help, -EINVAL after saying why not. */
+int parse_remote_options(int argc, char *argv[], const char *usage, OutputFormat *format, const char **by);
+/* Refuses arguments after the options: prints why and returns -EINVAL. */
+int check_no_arguments(int argc, char *argv[], const char *usage);
+/* GETs path and finds the answer's "items" array. Prints why not ("Failed to list WHAT") and
+ * returns 1, the exit code; else 0, *ret_answer owning *ret_items. */
+int remote_get_items(ApiClient *a, const char *path, const char *what, json_t **ret_answer, json_t **ret_items);
+
 /* "k=v" into obj[k] = v (what: "label", "metadata"). Prints why not and returns -EINVAL. */
 int parse_key_value(const char *s, json_t *obj, const char *what);
 /* A duration as the API takes it ("30m", "1.5h", "90"): prints why not and returns -EINVAL. */

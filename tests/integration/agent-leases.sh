@@ -3,50 +3,10 @@
 # no DUT until a lease is active; each active lease becomes /jmp/<lease> (a remote DUT); it goes when
 # the lease is released elsewhere, and `rmdir` releases it; a controller restart keeps it.
 . "$(dirname "$0")/lib.sh"
-
-: "${JUMPSTARTERD:?JUMPSTARTERD must name the jumpstarterd binary (meson test sets it)}"
-
-PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-API=https://127.0.0.1:$PORT/v1
-STATE=$T/controller-state
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=controller \
-        -addext subjectAltName=IP:127.0.0.1 -keyout "$T/controller.key" -out "$T/controller.pem" 2>/dev/null \
-        || fail "openssl could not make the controller's certificate"
-cat > "$T/controller.yaml" <<YAML
-apiVersion: jumpstarter.dev/v1alpha1
-kind: ControllerConfig
-metadata:
-  name: lab
-listen: "127.0.0.1:$PORT"
-tls:
-  certificate: controller.pem
-  key: controller.key
-stateDirectory: $STATE
-YAML
-
-CONTROLLER_PID=
-start_controller() {
-        "$JUMPSTARTERD" --config "$T/controller.yaml" >> "$T/controller.log" 2>&1 &
-        CONTROLLER_PID=$!
-        TEST_PIDS="${TEST_PIDS:-} $CONTROLLER_PID"
-        wait_for curl -sf --cacert "$T/controller.pem" "$API/healthz" ||
-                fail "the controller did not start: $(tail "$T/controller.log")"
-}
-
-# api TOKEN METHOD PATH [BODY]: prints the body; the status goes to $T/status.
-api() {
-        local token=$1 method=$2 path=$3 body=${4:-}
-        curl -s --cacert "$T/controller.pem" -H "Authorization: Bearer $token" -X "$method" \
-             ${body:+-H "Content-Type: application/json" --data "$body"} -o "$T/body" -w '%{http_code}' \
-             "$API$path" > "$T/status"
-        cat "$T/body"
-}
-json() { $PY -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+. "$(dirname "$0")/lib-controller.sh"
 
 start_controller
-ADMIN=$(sed -n 's/^token: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$STATE/admin-client.yaml")
-[ -n "$ADMIN" ] || fail "no admin token"
+ADMIN=$(admin_token)
 EXPORTER_TOKEN=$(api "$ADMIN" POST /exporters '{"name": "lab1", "labels": {"site": "t"}}' | json 'd["token"]')
 [ "$(cat "$T/status")" = 201 ] || fail "creating the exporter: $(cat "$T/body")"
 ALICE=$(api "$ADMIN" POST /clients '{"name": "alice"}' | json 'd["token"]')
@@ -104,6 +64,22 @@ api "$ALICE" POST /leases '{"name": "board1", "selector": "model=widget-v2", "du
 [ "$(cat "$T/status")" = 201 ] || fail "creating lease board1: $(cat "$T/body")"
 wait_for test -d "$MNT/board1" || fail "board1 did not appear: $(tail "$LOG")"
 grep -qx "dut=dut1" "$MNT/board1/labels" || fail "board1's labels: $(cat "$MNT/board1/labels")"
+grep -qx "model=widget-v2" "$MNT/board1/labels" || fail "board1 lacks the device's labels: $(cat "$MNT/board1/labels")"
+# Its lease file shows the lease at the controller, and follows an extension.
+lease_is() {
+        printf 'name=board1\nholder=alice\nselector=%s\nbegin=%s\nend=%s\n' "$(lease_field board1 selector)" \
+                "$(lease_field board1 begin)" "$(lease_field board1 end)" > "$T/want-lease"
+        cmp -s "$T/want-lease" "$MNT/board1/lease"
+}
+lease_is || fail "board1's lease file: $(cat "$MNT/board1/lease"), expected $(cat "$T/want-lease")"
+old_end=$(lease_field board1 end)
+api "$ALICE" POST /leases/board1/extend '{"by": "15m"}' > /dev/null
+[ "$(cat "$T/status")" = 200 ] || fail "extending board1: $(cat "$T/body")"
+[ "$(lease_field board1 end)" != "$old_end" ] || fail "the extension did not move the end"
+wait_for lease_is || fail "board1's lease file after the extension: $(cat "$MNT/board1/lease")"
+# The storage size comes from the exporter once the remote DUT reached it: 1 MiB, not 0.
+wait_for test "$(stat -c %s "$MNT/board1/storage")" = 1048576 ||
+        fail "board1's storage is $(stat -c %s "$MNT/board1/storage") bytes"
 TOKEN_FILE=$AGENT/leases/board1.token
 [ "$(stat -c %a "$TOKEN_FILE")" = 600 ] || fail "the token file is mode $(stat -c %a "$TOKEN_FILE")"
 # Its files reach the exporter's DUT with that token.
@@ -137,8 +113,7 @@ api "$ALICE" POST /leases '{"name": "board3", "selector": "model=widget-v2", "du
 [ "$(cat "$T/status")" = 201 ] || fail "creating lease board3: $(cat "$T/body")"
 wait_for test -d "$MNT/board3" || fail "board3 did not appear"
 n_synced=$(grep -c 'Lease watch synced' "$LOG" || true)
-kill "$CONTROLLER_PID"
-wait "$CONTROLLER_PID" 2>/dev/null || true
+stop_controller
 start_controller
 more_synced() { [ "$(grep -c 'Lease watch synced' "$LOG" || true)" -gt "$n_synced" ]; }
 wait_for more_synced || fail "the agent did not follow the leases again: $(tail "$LOG")"

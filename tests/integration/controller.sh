@@ -3,13 +3,7 @@
 # the exporter link (status, heartbeat, watch, offline), leases (pool, queue, handoff, expiry, extension,
 # isolation), token refusals, bad input, and kill -9 + restart without losing an acknowledged lease.
 . "$(dirname "$0")/lib.sh"
-
-: "${JUMPSTARTERD:?JUMPSTARTERD must name the jumpstarterd binary (meson test sets it)}"
-
-CTL_LOG=$T/controller.log
-STATE=$T/state
-CERT=$T/controller.pem
-KEY=$T/controller.key
+. "$(dirname "$0")/lib-controller.sh"
 
 fail() {
         echo "FAIL: $*" >&2
@@ -17,33 +11,8 @@ fail() {
         exit 1
 }
 
-# A free port: bind 0, read it, let go.
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-URL=https://127.0.0.1:$PORT
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$KEY" -out "$CERT" -days 2 \
-        -subj /CN=jumpstarter-test -addext subjectAltName=IP:127.0.0.1 2>/dev/null || fail "openssl req"
-
-cat > "$T/controller.yaml" <<YAML
-apiVersion: jumpstarter.dev/v1alpha1
-kind: ControllerConfig
-metadata:
-  name: lab
-listen: "127.0.0.1:$PORT"
-tls:
-  certificate: controller.pem
-  key: controller.key
-stateDirectory: state
-tokens:
-  streamLifetime: 5m
-YAML
-
-start_controller() {
-        "$JUMPSTARTERD" --config "$T/controller.yaml" >>"$CTL_LOG" 2>&1 &
-        CTL_PID=$!
-        TEST_PIDS="${TEST_PIDS:-} $CTL_PID"
-        wait_for curl -sf --cacert "$CERT" "$URL/v1/healthz" || fail "the controller did not come up"
-}
+write_controller_config "tokens:
+  streamLifetime: 5m"
 
 # api TOKEN METHOD PATH [BODY]: sets STATUS and BODY.
 api() {

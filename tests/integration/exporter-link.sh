@@ -3,56 +3,10 @@
 # off at a lease's end, offline after a long stop (lease ends ExporterGone), back online by itself, a short stop
 # changes nothing, reconnect with backoff after a controller restart, and a refused token backs off to the maximum.
 . "$(dirname "$0")/lib.sh"
-
-: "${JUMPSTARTERD:?JUMPSTARTERD must name the jumpstarterd binary (meson test sets it)}"
-
-PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-API=https://127.0.0.1:$PORT/v1
-STATE=$T/controller-state
-
-# A self-signed controller certificate for 127.0.0.1.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=controller \
-        -addext subjectAltName=IP:127.0.0.1 -keyout "$T/controller.key" -out "$T/controller.pem" 2>/dev/null \
-        || fail "openssl could not make the controller's certificate"
-
-cat > "$T/controller.yaml" <<YAML
-apiVersion: jumpstarter.dev/v1alpha1
-kind: ControllerConfig
-metadata:
-  name: lab
-listen: "127.0.0.1:$PORT"
-tls:
-  certificate: controller.pem
-  key: controller.key
-stateDirectory: $STATE
-YAML
-
-CONTROLLER_PID=
-start_controller() {
-        "$JUMPSTARTERD" --config "$T/controller.yaml" >> "$T/controller.log" 2>&1 &
-        CONTROLLER_PID=$!
-        TEST_PIDS="${TEST_PIDS:-} $CONTROLLER_PID"
-        wait_for curl -sf --cacert "$T/controller.pem" "$API/healthz" || fail "the controller did not start: $(tail "$T/controller.log")"
-}
-stop_controller() {
-        kill "$CONTROLLER_PID"
-        wait "$CONTROLLER_PID" 2>/dev/null || true
-}
-
-# api TOKEN METHOD PATH [BODY]: prints the body; the status goes to $T/status.
-api() {
-        local token=$1 method=$2 path=$3 body=${4:-}
-        curl -s --cacert "$T/controller.pem" -H "Authorization: Bearer $token" -X "$method" \
-             ${body:+-H "Content-Type: application/json" --data "$body"} -o "$T/body" -w '%{http_code}' \
-             "$API$path" > "$T/status"
-        cat "$T/body"
-}
-json() { $PY -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+. "$(dirname "$0")/lib-controller.sh"
 
 start_controller
-[ -s "$STATE/admin-client.yaml" ] || fail "no admin client config"
-ADMIN=$(sed -n 's/^token: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$STATE/admin-client.yaml")
-[ -n "$ADMIN" ] || fail "no admin token in $(cat "$STATE/admin-client.yaml")"
+ADMIN=$(admin_token)
 
 EXPORTER_TOKEN=$(api "$ADMIN" POST /exporters '{"name": "lab1", "labels": {"site": "t"}}' | json 'd["token"]')
 [ "$(cat "$T/status")" = 201 ] || fail "creating the exporter: $(cat "$T/body")"

@@ -2,43 +2,20 @@
 # jmp lease / get / admin against a real controller (jumpstarterd with a ControllerConfig) over
 # real TLS, as a user runs them: every verb, and the errors a user meets.
 . "$(dirname "$0")/lib.sh"
-: "${JUMPSTARTERD:?JUMPSTARTERD must name the jumpstarterd binary (meson test sets it)}"
+. "$(dirname "$0")/lib-controller.sh"
 
 # No ambient config may leak in: every command names its config or relies on the variables below.
 unset JMP_CLIENT_CONFIG XDG_CONFIG_HOME
 export HOME=$T/home
 mkdir -p "$HOME"
 
-# --- the controller, with a certificate made here -------------------------------------------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=controller" \
-        -addext "subjectAltName=IP:127.0.0.1" -keyout "$T/ctl.key" -out "$T/ctl.pem" 2>/dev/null
-chmod 600 "$T/ctl.key"
+# --- the controller (lib-controller.sh), and another CA ------------------------------------------
 # Another CA, that did not sign the controller's certificate.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=other" \
         -keyout "$T/other.key" -out "$T/other.pem" 2>/dev/null
 
-PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat > "$T/controller.yaml" <<YAML
-apiVersion: jumpstarter.dev/v1alpha1
-kind: ControllerConfig
-metadata:
-  name: lab
-listen: "127.0.0.1:$PORT"
-tls:
-  certificate: ctl.pem
-  key: ctl.key
-stateDirectory: $T/state
-YAML
-
-start_controller() {
-        "$JUMPSTARTERD" --config "$T/controller.yaml" >>"$T/controller.log" 2>&1 &
-        CTL_PID=$!
-        TEST_PIDS="${TEST_PIDS:-} $CTL_PID"
-        wait_for curl -sf --cacert "$T/ctl.pem" "https://127.0.0.1:$PORT/v1/healthz" ||
-                { cat "$T/controller.log"; fail "the controller did not come up"; }
-}
 start_controller
-ADMIN=$T/state/admin-client.yaml
+ADMIN=$STATE/admin-client.yaml
 wait_for test -s "$ADMIN" || fail "no admin bootstrap config"
 
 # jmp as a user: `as FILE jmp-args...`
@@ -135,7 +112,7 @@ as "$ADMIN" get exporters | grep -Eq '^lab1 +registered +site=lab,vendor=acme' |
 # --- an exporter comes online: its DUTs, registered with its own token ----------------------------
 EXP_TOKEN=$(sed -n 's/^token: "\(.*\)"$/\1/p' "$T/lab1.yaml")
 api() {
-        curl -sS --fail-with-body --cacert "$T/ctl.pem" -H "Authorization: Bearer $EXP_TOKEN" \
+        curl -sS --fail-with-body --cacert "$CERT" -H "Authorization: Bearer $EXP_TOKEN" \
                 -H 'Content-Type: application/json' "$@"
 }
 register_exporter() {

@@ -380,7 +380,8 @@ TEST(errors_top_level) {
         check_error_exact("apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: x}\n",
                           FILE_PATH ":1:1: missing required key \"export\"");
         check_error_exact("apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nspec: {}\n",
-                          FILE_PATH ":3:1: spec: unknown key (known: apiVersion, kind, metadata, export, endpoint, tls, token, streams)");
+                          FILE_PATH ":3:1: spec: unknown key (known: apiVersion, kind, metadata, export, endpoint, tls, token, streams, "
+                          "metrics)");
         check_error_exact("apiVersion: [1]\n", FILE_PATH ":1:13: apiVersion: expected a string, got a sequence");
 }
 
@@ -981,6 +982,23 @@ TEST(errors_link) {
         /* Without an endpoint, export still needs a DUT. */
         check_error_exact(LINK_HEAD "export: {}\n", FILE_PATH ":5:9: export: no DUTs: describe at least one");
         check_error_exact(LINK_HEAD "endpoint: c:1\ntoken: " TOKEN "\n", FILE_PATH ":1:1: missing required key \"export\"");
+}
+
+/* metrics: {listen} (docs/metrics.md), in local and linked mode alike. */
+TEST(metrics_key) {
+        _cleanup_(exporter_config_freep) ExporterConfig *none = parse_ok(HEAD "  dut1:\n    type: sim\n");
+        _cleanup_(exporter_config_freep) ExporterConfig *c = parse_ok(
+                LINK_HEAD "metrics:\n  listen: \"127.0.0.1:9464\"\nexport: { dut1: { type: sim } }\n");
+
+        ASSERT_TRUE(none->metrics_listen == NULL);
+        ASSERT_STREQ(c->metrics_listen, "127.0.0.1:9464");
+        check_error_exact(LINK_HEAD "metrics: { listen: localhost:9464 }\nexport: { dut1: { type: sim } }\n",
+                          FILE_PATH ":5:20: metrics.listen: expected an address to listen on such as \"127.0.0.1:9464\", "
+                          "\"[::]:9464\" or \":9464\", got \"localhost:9464\"");
+        check_error_exact(LINK_HEAD "metrics: { port: 9464 }\nexport: { dut1: { type: sim } }\n",
+                          FILE_PATH ":5:12: metrics.port: unknown key (known: listen)");
+        check_error_exact(LINK_HEAD "metrics: {}\nexport: { dut1: { type: sim } }\n",
+                          FILE_PATH ":5:10: metrics: missing required key \"listen\" (the address /metrics is served on)");
 }
 
 TEST(addresses) {

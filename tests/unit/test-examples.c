@@ -1,12 +1,50 @@
 /* Every shipped config (examples/, .jumpstarter/) parses: the docs' examples stay true */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 
 #include "config.h"
+#include "controller-config.h"
 #include "macro.h"
 #include "tests.h"
 
 static const char *source_root;
+
+/* A file without a top-level apiVersion is a fragment: the export: section a user appends to what
+ * `jmp admin create exporter` writes (examples/distributed/). It is checked under such a header. */
+static int load(const char *path, ExporterConfig **ret, char **ret_error) {
+        static const char header[] = "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\n"
+                                     "metadata: {name: fragment}\n";
+        char buf[65536];
+        size_t n;
+        FILE *f;
+
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        memcpy(buf, header, sizeof header - 1);
+        n = fread(buf + sizeof header - 1, 1, sizeof buf - sizeof header, f);
+        fclose(f);
+        n += sizeof header - 1;
+        buf[n] = 0;
+        if (strncmp(buf + sizeof header - 1, "apiVersion:", 11) == 0 || strstr(buf, "\napiVersion:")) {
+                _cleanup_free_ char *kind = NULL;
+                int r;
+
+                r = config_file_peek_kind(path, &kind);
+                if (r < 0)
+                        return r;
+                if (kind && streq(kind, "ControllerConfig")) {
+                        ControllerConfig *c = NULL;
+
+                        r = controller_config_load(path, &c, ret_error);
+                        controller_config_free(c);
+                        return r < 0 ? r : 0;
+                }
+                return exporter_config_load(path, ret, ret_error);
+        }
+        return exporter_config_parse(path, buf, n, ret, ret_error);
+}
 
 static unsigned check_dir(const char *dir) {
         unsigned n = 0;
@@ -32,11 +70,11 @@ static unsigned check_dir(const char *dir) {
                 {
                         ExporterConfig *c = NULL;
                         char *error = NULL;
-                        int r = exporter_config_load(path, &c, &error);
+                        int r = load(path, &c, &error);
 
                         if (r < 0)
                                 ASSERT_FAIL("%s does not parse: %s", path, error ? error : strerror(-r));
-                        ASSERT_TRUE(c->n_duts > 0);
+                        ASSERT_TRUE(!c || c->n_duts > 0); /* no ExporterConfig: another kind that parsed */
                         exporter_config_free(c);
                         fprintf(stderr, "ok %s\n", path);
                         n++;
