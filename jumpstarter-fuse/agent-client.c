@@ -132,7 +132,6 @@ void agent_drop(Agent *a) {
 
 static int agent_on_dut_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Agent *a = userdata;
-        bool added = sd_bus_message_is_signal(m, AGENT_INTERFACE, "DutAdded");
         const char *dut;
         int r;
 
@@ -142,14 +141,19 @@ static int agent_on_dut_signal(sd_bus_message *m, void *userdata, sd_bus_error *
                 return 0;
         }
         log_debug("%s %s", sd_bus_message_get_member(m), dut);
-        if (added && a->callbacks.dut_added)
-                a->callbacks.dut_added(a, dut, a->userdata);
-        else if (!added && a->callbacks.dut_removed)
-                a->callbacks.dut_removed(a, dut, a->userdata);
+        if (sd_bus_message_is_signal(m, AGENT_INTERFACE, "DutAdded")) {
+                if (a->callbacks.dut_added)
+                        a->callbacks.dut_added(a, dut, a->userdata);
+        } else if (sd_bus_message_is_signal(m, AGENT_INTERFACE, "DutRemoved")) {
+                if (a->callbacks.dut_removed)
+                        a->callbacks.dut_removed(a, dut, a->userdata);
+        } else if (a->callbacks.dut_changed)
+                a->callbacks.dut_changed(a, dut, a->userdata);
         return 0;
 }
 
 static int agent_open(Agent *a) {
+        static const char *const dut_signals[] = { "DutAdded", "DutRemoved", "DutChanged" };
         _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
         int r;
 
@@ -167,14 +171,12 @@ static int agent_open(Agent *a) {
         if (r < 0)
                 return r;
         /* Peer to peer there is no bus to add matches to: the filters are local. */
-        r = sd_bus_match_signal(bus, NULL, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "DutAdded",
-                                agent_on_dut_signal, a);
-        if (r < 0)
-                return r;
-        r = sd_bus_match_signal(bus, NULL, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, "DutRemoved",
-                                agent_on_dut_signal, a);
-        if (r < 0)
-                return r;
+        for (size_t i = 0; i < ELEMENTSOF(dut_signals); i++) {
+                r = sd_bus_match_signal(bus, NULL, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, dut_signals[i],
+                                        agent_on_dut_signal, a);
+                if (r < 0)
+                        return r;
+        }
         r = sd_bus_start(bus);
         if (r < 0)
                 return r;
@@ -257,19 +259,28 @@ static int agent_call_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret
         return 0;
 }
 
-int agent_callv(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
-                void *userdata, agent_destroy_t destroy, const char *types, va_list ap) {
+static int agent_callv_full(Agent *a, const uid_t *as_uid, const char *method, uint64_t timeout_usec,
+                            agent_reply_t handler, void *userdata, agent_destroy_t destroy, const char *types,
+                            va_list ap) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        _cleanup_free_ char *member = NULL;
         AgentCall *c;
         int r;
 
         if (!a->connected || !a->bus)
                 return -EIO;
 
-        r = sd_bus_message_new_method_call(a->bus, &m, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, method);
+        if (as_uid && asprintf(&member, "%sAs", method) < 0)
+                return -ENOMEM;
+        r = sd_bus_message_new_method_call(a->bus, &m, NULL, AGENT_OBJECT_PATH, AGENT_INTERFACE, member ?: method);
         if (r < 0)
                 return r;
+        if (as_uid) {
+                r = sd_bus_message_append(m, "u", (uint32_t) *as_uid);
+                if (r < 0)
+                        return r;
+        }
         if (types) {
                 r = sd_bus_message_appendv(m, types, ap);
                 if (r < 0)
@@ -299,6 +310,16 @@ int agent_callv(Agent *a, const char *method, uint64_t timeout_usec, agent_reply
         (void) sd_bus_slot_set_destroy_callback(slot, agent_call_destroy);
         (void) sd_bus_slot_set_floating(slot, true);
         return 0;
+}
+
+int agent_callv(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                void *userdata, agent_destroy_t destroy, const char *types, va_list ap) {
+        return agent_callv_full(a, NULL, method, timeout_usec, handler, userdata, destroy, types, ap);
+}
+
+int agent_callv_as(Agent *a, uid_t uid, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                   void *userdata, agent_destroy_t destroy, const char *types, va_list ap) {
+        return agent_callv_full(a, &uid, method, timeout_usec, handler, userdata, destroy, types, ap);
 }
 
 int agent_call(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -15,10 +16,11 @@ typedef struct AgentCallbacks {
         /* The connection was lost; every call still pending has already been failed with -EIO. A new
          * connection is attempted every second. */
         void (*disconnected)(Agent *a, void *userdata);
-        /* The signals DutAdded and DutRemoved, with a valid DUT name (others are ignored), in the
-         * order they came among the replies. */
+        /* The signals DutAdded, DutRemoved and DutChanged, with a valid DUT name (others are
+         * ignored), in the order they came among the replies. */
         void (*dut_added)(Agent *a, const char *dut, void *userdata);
         void (*dut_removed)(Agent *a, const char *dut, void *userdata);
+        void (*dut_changed)(Agent *a, const char *dut, void *userdata);
 } AgentCallbacks;
 
 /* The reply of a call: error is 0 and reply the method return, or error is a negative errno (the
@@ -45,6 +47,10 @@ uint64_t agent_generation(const Agent *a);
  * connected) neither handler nor destroy is called. */
 int agent_call(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
                void *userdata, agent_destroy_t destroy, const char *types, ...);
+/* agent_callv() of method's "As" variant on behalf of uid (the uid of a FUSE request): the uid goes
+ * first, then the arguments (libjumpstarter/agent-api.h). */
+int agent_callv_as(Agent *a, uid_t uid, const char *method, uint64_t timeout_usec, agent_reply_t handler,
+                   void *userdata, agent_destroy_t destroy, const char *types, va_list ap);
 /* agent_call() with the arguments as a va_list, for wrappers that pass their own on. */
 int agent_callv(Agent *a, const char *method, uint64_t timeout_usec, agent_reply_t handler,
                 void *userdata, agent_destroy_t destroy, const char *types, va_list ap);

@@ -14,6 +14,7 @@ void dut_done(Dut *d) {
         free(d->serial_path);
         free(d->labels_text);
         free(d->lease_text);
+        free(d->lease_name);
         for (char **s = d->gpio_lines; s && *s; s++)
                 free(*s);
         free(d->gpio_lines);
@@ -193,6 +194,26 @@ int dut_parse_description(Dut *d, sd_bus_message *reply) {
         return 0;
 }
 
+int dut_parse_access(Dut *d, sd_bus_message *reply) {
+        uint32_t uid, gid;
+        const char *lease;
+        int leased, r;
+
+        r = sd_bus_message_read(reply, "buus", &leased, &uid, &gid, &lease);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EBADMSG;
+        free(d->lease_name);
+        d->lease_name = strdup(lease);
+        if (!d->lease_name)
+                return -ENOMEM;
+        d->leased = leased;
+        d->holder_uid = (uid_t) uid;
+        d->share_gid = (gid_t) gid;
+        return 0;
+}
+
 static size_t strv_length(char **v) {
         size_t n = 0;
 
@@ -267,6 +288,27 @@ static void on_describe_reply(sd_bus_message *reply, int error, void *userdata) 
                 r = dut_parse_description(d, reply);
                 if (r < 0) {
                         log_warning_errno(r, "Failed to parse the description of %s: %m", d->name);
+                        l->error = r;
+                }
+        }
+        l->n_pending--;
+        dut_loader_finish(l);
+}
+
+static void on_access_reply(sd_bus_message *reply, int error, void *userdata) {
+        DescribeCall *c = userdata;
+        DutLoader *l = c->loader;
+        Dut *d = &l->list.duts[c->index];
+        int r;
+
+        if (error < 0) {
+                log_full_errno(error == -ENOENT ? LOG_DEBUG : LOG_WARNING, error, "GetDutAccess(%s) failed: %m",
+                               d->name);
+                l->error = error;
+        } else {
+                r = dut_parse_access(d, reply);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to parse the access of %s: %m", d->name);
                         l->error = r;
                 }
         }
@@ -374,6 +416,8 @@ static void on_list_reply(sd_bus_message *reply, int error, void *userdata) {
                 r = dut_loader_call(l, "DescribeDut", on_describe_reply, l->list.n_duts - 1);
                 if (r >= 0)
                         r = dut_loader_call(l, "ListGpio", on_list_gpio_reply, l->list.n_duts - 1);
+                if (r >= 0)
+                        r = dut_loader_call(l, "GetDutAccess", on_access_reply, l->list.n_duts - 1);
                 if (r < 0) {
                         l->error = r;
                         break;
@@ -418,6 +462,8 @@ int dut_list_load_one(Agent *a, const char *name, dut_list_loaded_t done, void *
         r = dut_loader_call(l, "DescribeDut", on_describe_reply, 0);
         if (r >= 0)
                 r = dut_loader_call(l, "ListGpio", on_list_gpio_reply, 0);
+        if (r >= 0)
+                r = dut_loader_call(l, "GetDutAccess", on_access_reply, 0);
         if (r < 0 && l->n_pending > 0) {
                 /* A call is out: it finishes the loader, with this error. */
                 l->error = r;

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-bus.h>
 
 #include "agent-client.h"
@@ -17,6 +18,11 @@ typedef struct Dut {
         /* GPIO line names (ListGpio), NULL-terminated; NULL without lines. dut_has_class() says
          * DRIVER_CLASS_GPIO_LINES when there are some. */
         char **gpio_lines;
+        /* GetDutAccess: a DUT leased on the system bus belongs to its holder (and share group). */
+        bool leased;
+        uid_t holder_uid;
+        gid_t share_gid;        /* (gid_t) -1: none */
+        char *lease_name;
 } Dut;
 
 typedef struct DutList {
@@ -47,6 +53,8 @@ typedef void (*dut_list_loaded_t)(DutList *list, int error, void *userdata);
 
 /* ListDuts, then DescribeDut for each (in parallel). Names that are not valid DUT names are skipped. */
 int dut_list_load(Agent *a, dut_list_loaded_t done, void *userdata);
+/* Fills d's access from a GetDutAccess reply. */
+int dut_parse_access(Dut *d, sd_bus_message *reply);
 /* DescribeDut and ListGpio of one DUT (one that DutAdded announced): a list of that one, or an error
  * (-ENOENT when it went away meanwhile). -EINVAL at once for a name that is not a valid DUT name. */
 int dut_list_load_one(Agent *a, const char *name, dut_list_loaded_t done, void *userdata);

@@ -33,6 +33,7 @@ PendingRequest *pending_request_new(Filesystem *fs, fuse_req_t req, Handle *h) {
         p->fs = fs;
         p->req = req;
         p->handle = handle_ref(h);
+        p->uid = req ? fuse_req_ctx(req)->uid : fs->uid;
         return p;
 }
 
@@ -52,11 +53,21 @@ PendingRequest *pending_request_new_open(Filesystem *fs, fuse_req_t req, const c
         return p;
 }
 
+/* The methods that hand out a stream or act on the DUT: jumpstarterd re-checks them for the user. */
+static bool method_acts(const char *method) {
+        return STR_IN_SET(method, "SetPower", "OpenSerialLog", "SerialLogSync", "OpenStorage", "SetGpio",
+                          "ReleaseDut");
+}
+
 void pending_request_callv(PendingRequest *p, const char *method, uint64_t timeout_usec, agent_reply_t handler,
                            const char *types, va_list ap) {
         int r;
 
-        r = agent_callv(p->fs->agent, method, timeout_usec, handler, p, pending_request_free, types, ap);
+        if (p->fs->act_for_users && p->uid != p->fs->uid && method_acts(method))
+                r = agent_callv_as(p->fs->agent, p->uid, method, timeout_usec, handler, p, pending_request_free,
+                                   types, ap);
+        else
+                r = agent_callv(p->fs->agent, method, timeout_usec, handler, p, pending_request_free, types, ap);
         if (r < 0) {
                 pending_request_fail(p, r);
                 pending_request_free(p);
@@ -172,6 +183,25 @@ void fs_fill_node_attr(Filesystem *fs, fuse_ino_t ino, mode_t mode, struct stat 
         };
 }
 
+static void fs_fill_kind_attr(FileKind kind, const Dut *d, struct stat *st);
+
+void fs_apply_owner(Filesystem *fs, const Dut *d, struct stat *st) {
+        mode_t user;
+
+        if (!d || !d->leased)
+                return;
+        st->st_uid = d->holder_uid;
+        /* A symlink's mode means nothing; the terminal it points to is the holder's. */
+        if (S_ISLNK(st->st_mode))
+                return;
+        user = st->st_mode & 0700;
+        if (d->share_gid != (gid_t) -1) {
+                st->st_gid = d->share_gid;
+                st->st_mode = (st->st_mode & ~07777) | user | ((user >> 3) & (S_ISDIR(st->st_mode) ? 050 : 070));
+        } else
+                st->st_mode = (st->st_mode & ~07777) | user;
+}
+
 void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct stat *st) {
         fs_fill_node_attr(fs, ino, 0, st);
 
@@ -180,7 +210,11 @@ void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, s
                 st->st_nlink = 2 + fs->duts.n_duts;
                 return;
         }
+        fs_fill_kind_attr(kind, d, st);
+        fs_apply_owner(fs, d, st);
+}
 
+static void fs_fill_kind_attr(FileKind kind, const Dut *d, struct stat *st) {
         switch (kind) {
         case FILE_KIND_DIR:
                 /* Owned by the lease holder; others get EACCES. */
@@ -348,6 +382,7 @@ typedef struct DutAdd {
         Filesystem *fs;
         char *name;
         bool cancelled;         /* the DUT went away (or the connection) before it was described */
+        bool changed;           /* DutChanged of a DUT in the list, not DutAdded */
         struct DutAdd *prev, *next;
 } DutAdd;
 
@@ -368,7 +403,7 @@ static void fs_on_added_loaded(DutList *list, int error, void *userdata) {
         DutAdd *a = userdata;
         Filesystem *fs = a->fs;
         _cleanup_free_ char *name = TAKE_PTR(a->name);
-        bool cancelled = a->cancelled;
+        bool cancelled = a->cancelled, changed = a->changed;
         int r;
 
         dut_add_free(a);
@@ -385,6 +420,17 @@ static void fs_on_added_loaded(DutList *list, int error, void *userdata) {
         if (!fs->serving)
                 return;
 
+        /* Another lease (or none): what was opened under the old one stops working, as jumpstarterd
+         * ended its streams. */
+        {
+                Dut *old = dut_list_find(&fs->duts, name);
+
+                if (old && !streq_ptr(old->lease_name, list->duts[0].lease_name)) {
+                        log_info("The lease of DUT %s changed, closing its open files.", name);
+                        fs_kill_handles_of(fs, name);
+                }
+        }
+
         r = dut_list_put(&fs->duts, &list->duts[0]);
         if (r >= 0)
                 r = fs_reindex(fs);
@@ -393,14 +439,17 @@ static void fs_on_added_loaded(DutList *list, int error, void *userdata) {
                 return agent_drop(fs->agent);
         }
         fs_invalidate_dut(fs, name);
-        log_info("DUT %s added.", name);
+        if (changed)
+                log_debug("DUT %s described again.", name);
+        else
+                log_info("DUT %s added.", name);
 }
 
-void fs_dut_added(Filesystem *fs, const char *name) {
+static void fs_describe_dut(Filesystem *fs, const char *name, bool changed) {
         DutAdd *a;
         int r;
 
-        /* A list that is loading may or may not have it: load it again afterwards. */
+        /* A list that is loading may or may not have it (as it is now): load it again afterwards. */
         if (fs->loading || !fs->serving) {
                 fs->reload_wanted = true;
                 return;
@@ -413,6 +462,7 @@ void fs_dut_added(Filesystem *fs, const char *name) {
                 return fs_reload(fs);
         }
         a->fs = fs;
+        a->changed = changed;
         a->next = fs->adds;
         if (a->next)
                 a->next->prev = a;
@@ -424,6 +474,17 @@ void fs_dut_added(Filesystem *fs, const char *name) {
                 log_warning_errno(r, "Failed to describe the new DUT %s, reloading the list: %m", name);
                 fs_reload(fs);
         }
+}
+
+void fs_dut_added(Filesystem *fs, const char *name) {
+        fs_describe_dut(fs, name, false);
+}
+
+void fs_dut_changed(Filesystem *fs, const char *name) {
+        /* One that is not in the list yet is being described already, as it is now. */
+        if (!fs->loading && fs->serving && !dut_list_find(&fs->duts, name))
+                return;
+        fs_describe_dut(fs, name, true);
 }
 
 void fs_dut_removed(Filesystem *fs, const char *name) {
@@ -454,6 +515,10 @@ static void fs_on_agent_dut_added(Agent *a, const char *dut, void *userdata) {
 
 static void fs_on_agent_dut_removed(Agent *a, const char *dut, void *userdata) {
         fs_dut_removed(userdata, dut);
+}
+
+static void fs_on_agent_dut_changed(Agent *a, const char *dut, void *userdata) {
+        fs_dut_changed(userdata, dut);
 }
 
 static void fs_on_loaded(DutList *list, int error, void *userdata) {
@@ -518,6 +583,7 @@ int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *use
                 .disconnected = fs_on_disconnected,
                 .dut_added = fs_on_agent_dut_added,
                 .dut_removed = fs_on_agent_dut_removed,
+                .dut_changed = fs_on_agent_dut_changed,
         };
         Filesystem *fs;
         int r;
@@ -530,6 +596,7 @@ int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *use
         fs->ready_userdata = userdata;
         fs->uid = getuid();
         fs->gid = getgid();
+        fs->act_for_users = fs->uid == 0;
         (void) clock_gettime(CLOCK_REALTIME, &fs->start_time);
 
         r = storage_io_new(&fs->storage_io);

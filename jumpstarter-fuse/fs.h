@@ -47,6 +47,9 @@ struct Filesystem {
         uid_t uid;
         gid_t gid;
         struct timespec start_time;
+        /* Running as root for every user (allow_other): calls that act on a DUT name the uid of the
+         * FUSE request (the *As methods), and jumpstarterd checks that it holds the DUT. */
+        bool act_for_users;
 
         Handle *handles;                /* every open file */
         StorageIo *storage_io;          /* the threads that read and write storage */
@@ -91,6 +94,7 @@ typedef struct PendingRequest {
         struct fuse_file_info fi;
         bool lookup;
         const AgentTextFile *text_file; /* a read of an agent text file: how to turn the reply into text */
+        uid_t uid;                      /* of the FUSE request */
 } PendingRequest;
 
 int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *userdata, Filesystem **ret);
@@ -98,6 +102,9 @@ int fs_new(sd_event *event, const char *socket_path, fs_ready_t ready, void *use
  * went fail with EIO. */
 void fs_dut_added(Filesystem *fs, const char *name);
 void fs_dut_removed(Filesystem *fs, const char *name);
+/* DutChanged: describes the DUT again (its lease, its storage size) and drops what the kernel
+ * cached of its files. */
+void fs_dut_changed(Filesystem *fs, const char *name);
 Filesystem *fs_free(Filesystem *fs);
 /* Connects to the agent and loads the DUT list; ready() is called when that is done. */
 int fs_start(Filesystem *fs);
@@ -108,6 +115,10 @@ const struct fuse_lowlevel_ops *fs_lowlevel_ops(void);
 int fs_resolve(Filesystem *fs, fuse_ino_t ino, Dut **ret_dut, FileKind *ret_kind);
 /* What every node's attributes share: owner, one link, the mount's start as its times; mode as given. */
 void fs_fill_node_attr(Filesystem *fs, fuse_ino_t ino, mode_t mode, struct stat *st);
+/* Owner and mode of a DUT's node: a leased DUT's are its holder's (0700 directories, files 0600 or
+ * 0400), with its share group's (0750, 0660, 0440); otherwise the view's (root's when mounted for
+ * all users). */
+void fs_apply_owner(Filesystem *fs, const Dut *d, struct stat *st);
 /* Attributes of a node (serial.log: size and mtime 0, see serial_log_file_stat()). */
 void fs_fill_attr(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct stat *st);
 void fs_fill_entry(Filesystem *fs, fuse_ino_t ino, FileKind kind, const Dut *d, struct fuse_entry_param *e);

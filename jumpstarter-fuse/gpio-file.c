@@ -63,8 +63,9 @@ static int gpio_resolve(Filesystem *fs, fuse_ino_t ino, Dut **ret_dut, const cha
         return 0;
 }
 
-static void gpio_fill_attr(Filesystem *fs, fuse_ino_t ino, struct stat *st) {
+static void gpio_fill_attr(Filesystem *fs, fuse_ino_t ino, const Dut *d, struct stat *st) {
         fs_fill_node_attr(fs, ino, S_IFREG | 0644, st);
+        fs_apply_owner(fs, d, st);
 }
 
 void gpio_dir_lookup(Filesystem *fs, fuse_req_t req, const Dut *d, const char *name) {
@@ -82,7 +83,7 @@ void gpio_dir_lookup(Filesystem *fs, fuse_req_t req, const Dut *d, const char *n
         if (r < 0)
                 return (void) fuse_reply_err(req, -r);
         e.ino = ino;
-        gpio_fill_attr(fs, ino, &e.attr);
+        gpio_fill_attr(fs, ino, d, &e.attr);
         (void) fuse_reply_entry(req, &e);
 }
 
@@ -109,7 +110,7 @@ void gpio_file_getattr(Filesystem *fs, fuse_req_t req, fuse_ino_t ino, int to_se
         /* Ownership and modes are the view's; a truncation (the shell's O_TRUNC) changes nothing. */
         if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
                 return (void) fuse_reply_err(req, EPERM);
-        gpio_fill_attr(fs, ino, &st);
+        gpio_fill_attr(fs, ino, d, &st);
         (void) fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 

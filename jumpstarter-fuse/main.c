@@ -205,6 +205,14 @@ static void on_ready(Filesystem *fs, int error, void *userdata) {
 
         log_info("Mounted %s (%zu DUT%s).", arg_mountpoint, fs->duts.n_duts, fs->duts.n_duts == 1 ? "" : "s");
         (void) sd_notifyf(false, "READY=1\nSTATUS=Serving %zu DUTs at %s", fs->duts.n_duts, arg_mountpoint);
+
+        /* WatchdogSec= of jumpstarter-fuse.service: keep-alives from the loop that serves the FUSE
+         * requests, so a hung loop gets the service restarted. A no-op without WATCHDOG_USEC. */
+        r = sd_event_set_watchdog(c->event, true);
+        if (r < 0) {
+                log_error_errno(r, "Failed to enable the watchdog: %m");
+                (void) sd_event_exit(c->event, r);
+        }
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

@@ -5,6 +5,7 @@
 #include "agent-api.h"
 #include "daemon-util.h"
 #include "dut.h"
+#include "exporter-metrics.h"
 #include "log.h"
 #include "macro.h"
 #include "remote.h"
@@ -323,6 +324,9 @@ static void dut_on_power_done(int r, void *userdata) {
         if (r < 0)
                 log_dut_prefix(LOG_ERR, r, dut_get_name(d), "Failed to power %s: %m",
                                power_action_to_string(q->action));
+        exporter_metrics_count_power(dut_get_name(d), d->config->classes[DRIVER_CLASS_POWER] ?
+                                     d->config->classes[DRIVER_CLASS_POWER]->type->name : NULL,
+                                     power_action_to_string(q->action), r); /* exporter-metrics.c */
         q->done(d, r < 0 ? r : 0, q->userdata);
         free(q);
 
@@ -402,6 +406,11 @@ int dut_sync_serial_log(Dut *d, uint64_t id) {
         if (!d->serial_port)
                 return -EOPNOTSUPP;
         return serial_port_sync_log(d->serial_port, id);
+}
+
+void dut_close_serial_logs(Dut *d) {
+        if (d->serial_port)
+                serial_port_close_logs(d->serial_port);
 }
 
 int dut_serial_log_stat(Dut *d, uint64_t *ret_bytes, uint64_t *ret_modified_usec) {

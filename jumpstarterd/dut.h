@@ -62,6 +62,8 @@ int dut_set_stream_token(Dut *d, const char *token);
 const char *dut_get_serial_path(const Dut *d);
 int dut_open_serial_log(Dut *d, int *ret_fd, uint64_t *ret_id);
 int dut_sync_serial_log(Dut *d, uint64_t id);
+/* Closes every serial.log reader of the DUT (end of file for them); no-op without serial. */
+void dut_close_serial_logs(Dut *d);
 int dut_serial_log_stat(Dut *d, uint64_t *ret_bytes, uint64_t *ret_modified_usec);
 
 /* 0 without a storage driver. */

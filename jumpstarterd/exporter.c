@@ -14,6 +14,7 @@ typedef struct ExporterDut {
         ExporterConfig *owned;          /* the config of a DUT added at run time, freed with it */
         ExporterReleaseFunc release;    /* set for leased DUTs */
         void *release_userdata;
+        uint64_t storage_size;          /* as the listener last heard it */
 } ExporterDut;
 
 struct Exporter {
@@ -26,6 +27,7 @@ struct Exporter {
         void *power_changed_userdata;
         ExporterDutChangedFunc dut_changed;
         void *dut_changed_userdata;
+        json_t *leases;                 /* lease name (= DUT name) -> lease object */
 
         unsigned n_powering_off;
         void (*powered_off)(void *userdata);
@@ -34,11 +36,23 @@ struct Exporter {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExporterConfig *, exporter_config_free);
 
+static ExporterDut *exporter_find_entry(const Exporter *e, const char *name);
+
 static void exporter_on_power_changed(Dut *d, PowerState state, void *userdata) {
         Exporter *e = userdata;
+        ExporterDut *entry;
 
         if (e->power_changed)
                 e->power_changed(d, state, e->power_changed_userdata);
+
+        /* A remote DUT learns its storage size from its first describe, which the exporter answers
+         * before the power state that brings us here. */
+        entry = exporter_find_entry(e, dut_get_name(d));
+        if (entry && entry->storage_size != dut_get_storage_size(d)) {
+                entry->storage_size = dut_get_storage_size(d);
+                if (e->dut_changed)
+                        e->dut_changed(e, d, EXPORTER_DUT_CHANGED, e->dut_changed_userdata);
+        }
 }
 
 static int exporter_reserve(Exporter *e, size_t n) {
@@ -79,7 +93,7 @@ int exporter_new(sd_event *event, const ExporterConfig *config, Exporter **ret) 
                 r = dut_new(event, &config->duts[i], exporter_on_power_changed, e, &d);
                 if (r < 0)
                         return r;
-                e->duts[e->n_duts++] = (ExporterDut) { .dut = d };
+                e->duts[e->n_duts++] = (ExporterDut) { .dut = d, .storage_size = dut_get_storage_size(d) };
         }
 
         *ret = TAKE_PTR(e);
@@ -97,6 +111,7 @@ Exporter *exporter_free(Exporter *e) {
                 exporter_config_free(e->duts[i].owned);
         }
         free(e->duts);
+        json_decref(e->leases);
         sd_event_unref(e->event);
         free(e);
         return NULL;
@@ -148,11 +163,12 @@ int exporter_add_dut(Exporter *e, ExporterConfig *config_in, const char *name, E
                 .owned = TAKE_PTR(config),
                 .release = release,
                 .release_userdata = release_userdata,
+                .storage_size = dut_get_storage_size(d),
         };
         log_dut_prefix(LOG_INFO, 0, name, "DUT added");
 
         if (e->dut_changed)
-                e->dut_changed(e, d, true, e->dut_changed_userdata);
+                e->dut_changed(e, d, EXPORTER_DUT_ADDED, e->dut_changed_userdata);
         return 0;
 }
 
@@ -166,7 +182,7 @@ int exporter_remove_dut(Exporter *e, const char *name) {
 
         /* The listener first, while the DUT is whole: it ends the storage sessions it holds on it. */
         if (e->dut_changed)
-                e->dut_changed(e, entry->dut, false, e->dut_changed_userdata);
+                e->dut_changed(e, entry->dut, EXPORTER_DUT_REMOVED, e->dut_changed_userdata);
 
         /* The entry may have moved if the listener changed the set: look again. */
         entry = exporter_find_entry(e, name);
@@ -177,11 +193,52 @@ int exporter_remove_dut(Exporter *e, const char *name) {
         memmove(e->duts + i, e->duts + i + 1, (e->n_duts - i - 1) * sizeof *e->duts);
         e->n_duts--;
 
+        if (taken.release && e->leases)
+                (void) json_object_del(e->leases, name);
         log_dut_prefix(LOG_INFO, 0, name, "DUT removed");
         /* The name lives in the config: log before freeing either. */
         dut_free(taken.dut);
         exporter_config_free(taken.owned);
         return 0;
+}
+
+int exporter_set_lease(Exporter *e, const char *name, json_t *lease) {
+        ExporterDut *entry;
+        json_t *old;
+
+        assert(e);
+        assert(name);
+
+        if (!lease) {
+                if (e->leases)
+                        (void) json_object_del(e->leases, name);
+                return 0;
+        }
+        if (!json_is_object(lease))
+                return -EINVAL;
+        if (!e->leases) {
+                e->leases = json_object();
+                if (!e->leases)
+                        return -ENOMEM;
+        }
+        old = json_object_get(e->leases, name);
+        if (old && json_equal(old, lease))
+                return 0;
+        if (json_object_set(e->leases, name, lease) < 0)
+                return -ENOMEM;
+
+        entry = exporter_find_entry(e, name);
+        if (entry && entry->release && e->dut_changed)
+                e->dut_changed(e, entry->dut, EXPORTER_DUT_CHANGED, e->dut_changed_userdata);
+        return 0;
+}
+
+json_t *exporter_get_lease(const Exporter *e, const char *name) {
+        ExporterDut *entry = exporter_find_entry(e, name);
+
+        if (!entry || !entry->release)
+                return NULL;
+        return json_object_get(e->leases, name);
 }
 
 int exporter_release_dut(Exporter *e, const char *name, ExporterReleaseDoneFunc done, void *userdata) {

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
@@ -16,10 +17,17 @@ Exporter *exporter_free(Exporter *e);
 
 void exporter_set_power_changed(Exporter *e, DutPowerChangedFunc func, void *userdata);
 
-/* A DUT came (added true: after it started) or goes (added false: before it is freed, so that the
- * listener can end what it holds of it). Not called for the DUTs of exporter_new() nor by
- * exporter_free(). */
-typedef void (*ExporterDutChangedFunc)(Exporter *e, Dut *d, bool added, void *userdata);
+typedef enum ExporterDutEvent {
+        EXPORTER_DUT_ADDED,     /* after it started */
+        EXPORTER_DUT_REMOVED,   /* before it is freed, so that the listener can end what it holds of it */
+        EXPORTER_DUT_CHANGED,   /* what describes it changed: its lease, or its storage size once known */
+        _EXPORTER_DUT_EVENT_MAX,
+        _EXPORTER_DUT_EVENT_INVALID = -EINVAL,
+} ExporterDutEvent;
+
+/* A DUT came, goes or changed. Added and removed are not called for the DUTs of exporter_new()
+ * nor by exporter_free(). */
+typedef void (*ExporterDutChangedFunc)(Exporter *e, Dut *d, ExporterDutEvent event, void *userdata);
 void exporter_set_dut_changed(Exporter *e, ExporterDutChangedFunc func, void *userdata);
 
 /* Ends the DUT's lease: r is 0 once it is ended (the DUT is removed by then, or will be), or a
@@ -53,6 +61,14 @@ bool exporter_dut_is_releasable(const Exporter *e, const char *name);
 int exporter_reload(Exporter *e, const char *path, const char *data, size_t size);
 /* exporter_reload() of the file at path; logs what it did. */
 int exporter_reload_file(Exporter *e, const char *path);
+
+/* The lease behind the leased DUT of that name, now or once it is added: a lease object of the
+ * controller's API (docs/protocol.md: "name", "client", "selector", "begin", "end"), or NULL to
+ * forget it. When the DUT is there and the lease is not the same as before, the listener hears
+ * EXPORTER_DUT_CHANGED. The record goes with the DUT. */
+int exporter_set_lease(Exporter *e, const char *name, json_t *lease);
+/* The lease object of a leased DUT, or NULL (a DUT of the config, or none known yet). */
+json_t *exporter_get_lease(const Exporter *e, const char *name);
 
 size_t exporter_n_duts(const Exporter *e);
 Dut *exporter_get_dut(const Exporter *e, size_t i);

@@ -448,6 +448,11 @@ void serial_port_log_stat(const SerialPort *p, uint64_t *ret_bytes, uint64_t *re
         *ret_modified_usec = p->modified_usec;
 }
 
+void serial_port_close_logs(SerialPort *p) {
+        while (p->readers)
+                log_reader_free(p->readers);
+}
+
 size_t serial_port_n_readers(const SerialPort *p) {
         size_t n = 0;
 

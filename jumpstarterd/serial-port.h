@@ -39,6 +39,9 @@ int serial_port_open_log(SerialPort *p, int *ret_fd, uint64_t *ret_id);
  * returning: a client that finds its socket empty afterwards has seen everything. */
 int serial_port_sync_log(SerialPort *p, uint64_t id);
 
+/* Closes every serial.log reader (they see end of file): the lease they were opened under ended. */
+void serial_port_close_logs(SerialPort *p);
+
 /* Bytes ever written and the CLOCK_REALTIME usec of the newest (0 = none yet). */
 void serial_port_log_stat(const SerialPort *p, uint64_t *ret_bytes, uint64_t *ret_modified_usec);
 

@@ -1,4 +1,4 @@
-/* The agent's D-Bus API as the local programs use it (peer to peer over a private socket) */
+/* The agent's D-Bus API: peer to peer over a private socket, and on the system bus (docs/dbus.md) */
 #pragma once
 
 /*
@@ -11,7 +11,9 @@
  *   ListDuts() -> (as names)                     in config order, then those added at run time in
  *                                                the order they came
  *   DescribeDut(s dut) -> (a(ss) labels, a(ss) lease, s serial_path, t storage_size, u classes)
- *        labels sorted by key; lease: name, holder, selector, begin, end (ISO 8601 UTC, "" = none);
+ *        labels sorted by key; lease: name, holder, selector, begin, end (ISO 8601 UTC, "" = none):
+ *        the lease at the controller for a leased DUT (holder: the client), else the one local mode
+ *        implies;
  *        serial_path: the pty slave path ("/dev/pts/N"), "" without serial;
  *        classes: bitmask of 1 << DriverClass (1 power, 2 serial, 4 storage)
  *   GetPower(s dut) -> (s state)                 "on", "off" or "unknown"
@@ -57,10 +59,28 @@
  *                                                none; the controller's error otherwise (EHOSTDOWN
  *                                                while it is unreachable, ...)
  *
+ *   GetDutAccess(s dut) -> (b leased, u holder_uid, u share_gid, s lease)
+ *                                                whose the DUT is: leased (on the system bus, Leases1)
+ *                                                by holder_uid, shared with the members of share_gid
+ *                                                ((u) -1: no share group); not leased: uids -1 and
+ *                                                lease "". The file view owns the DUT's files so.
+ *   SetPowerAs(u uid, s dut, s action), OpenSerialLogAs(u uid, s dut), SerialLogSyncAs(u uid, s dut,
+ *   t reader), OpenStorageAs(u uid, s dut, b writable), SetGpioAs(u uid, s dut, s line, b value),
+ *   ReleaseDutAs(u uid, s dut)
+ *                                                as the methods without "As", on behalf of uid (the
+ *                                                uid of a FUSE request): only for a caller that is
+ *                                                root or the daemon's own user (else EPERM). Then
+ *                                                uid must hold the DUT's lease (or be in the share
+ *                                                group), else EACCES; a DUT that nobody leased is
+ *                                                root's. uid 0 or the caller's own uid: as without As.
+ *
  * Signals:
  *   PowerChanged(s dut, s state)
  *   DutAdded(s dut)        a DUT appeared (a lease became active, or a config reload added it);
  *                          DescribeDut etc. work from now on
+ *   DutChanged(s dut)      what DescribeDut answers for it changed: its lease (extended), or its
+ *                          storage size (a remote DUT learns it when it first reaches its exporter);
+ *                          describe it again
  *   DutRemoved(s dut)      a DUT went away (its lease ended, or a reload dropped it). Sent after
  *                          its storage sessions were ended (their fds stay usable only for a local
  *                          image; clients fail their open files with EIO) and its serial.log
@@ -82,6 +102,16 @@
 
 #define AGENT_OBJECT_PATH "/dev/jumpstarter/agent"
 #define AGENT_INTERFACE   "dev.jumpstarter.Agent1"
+
+/* On the system bus (docs/dbus.md): jumpstarterd --system-bus takes AGENT_BUS_NAME and serves
+ * AGENT_INTERFACE and AGENT_LEASES_INTERFACE at AGENT_OBJECT_PATH, and one object per DUT under
+ * AGENT_DUT_OBJECT_PREFIX (the name escaped with sd_bus_path_encode()) with AGENT_DUT_INTERFACE. */
+#define AGENT_BUS_NAME           "dev.jumpstarter.Jumpstarter1"
+#define AGENT_LEASES_INTERFACE   "dev.jumpstarter.Leases1"
+#define AGENT_DUT_INTERFACE      "dev.jumpstarter.Dut1"
+#define AGENT_DUT_OBJECT_PREFIX  "/dev/jumpstarter/dut"
+/* polkit refused (or could not be asked); the message names the action. Reads back as EACCES. */
+#define AGENT_ERROR_NOT_AUTHORIZED "dev.jumpstarter.Error.NotAuthorized"
 
 #define DRIVER_CLASS_MASK(c) (1U << (c))
 /* In DescribeDut's classes, beside the classes: the power driver measures (power.reading exists). */
