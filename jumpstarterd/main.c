@@ -1,5 +1,6 @@
 /* jumpstarterd: command line, event loop, signals and service notification */
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "daemon-util.h"
 #include "exporter.h"
 #include "exporter-link.h"
+#include "exporter-metrics.h"
 #include "log.h"
 #include "macro.h"
 #include "stream-owner.h"
@@ -25,6 +27,9 @@
 static const char *arg_config = NULL;
 static const char *arg_listen = NULL;
 static bool arg_debug = false;
+/* The system bus API (docs/dbus.md), beside the private socket. */
+static bool arg_system_bus = false;
+static const char *arg_share_group = NULL;
 /* Data streams in direct mode (no controller): docs/drivers.md, type remote. */
 static const char *arg_streams_listen = NULL;
 static const char *arg_streams_keyring = NULL;
@@ -60,6 +65,9 @@ static void help(void) {
                "  -c --config=FILE     Exporter configuration (YAML)\n"
                "  -l --listen=SOCKET   UNIX socket to serve the agent API on (created mode 0600)\n"
                "  -d --debug           Log debug messages\n"
+               "     --system-bus      Also serve the API on the system bus as dev.jumpstarter.Jumpstarter1,\n"
+               "                       under polkit (docs/dbus.md)\n"
+               "     --share-group=GROUP  Members of GROUP share every leased DUT with its holder\n"
                "     --streams-listen=ADDR   Serve data streams on IP:PORT without a controller (direct mode)\n"
                "     --streams-keyring=DIR   Keyring directory whose keys sign the stream tokens\n"
                "     --streams-issuer=NAME   The \"iss\" the stream tokens must carry\n"
@@ -69,7 +77,8 @@ static void help(void) {
 
 /* Returns 1 to go on, 0 to exit successfully, negative errno on a usage error. */
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_STREAMS_LISTEN, ARG_STREAMS_KEYRING, ARG_STREAMS_ISSUER, ARG_STREAMS_LEASE };
+        enum { ARG_VERSION = 0x100, ARG_STREAMS_LISTEN, ARG_STREAMS_KEYRING, ARG_STREAMS_ISSUER, ARG_STREAMS_LEASE,
+               ARG_SYSTEM_BUS, ARG_SHARE_GROUP };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -80,6 +89,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "streams-keyring", required_argument, NULL, ARG_STREAMS_KEYRING },
                 { "streams-issuer", required_argument, NULL, ARG_STREAMS_ISSUER },
                 { "streams-lease", required_argument, NULL, ARG_STREAMS_LEASE },
+                { "system-bus", no_argument, NULL, ARG_SYSTEM_BUS },
+                { "share-group", required_argument, NULL, ARG_SHARE_GROUP },
                 {}
         };
         int c;
@@ -114,6 +125,12 @@ static int parse_argv(int argc, char *argv[]) {
                         if (arg_n_streams_leases + 1 >= ELEMENTSOF(arg_streams_leases))
                                 return log_error_errno(E2BIG, "Too many --streams-lease options");
                         arg_streams_leases[arg_n_streams_leases++] = optarg;
+                        break;
+                case ARG_SYSTEM_BUS:
+                        arg_system_bus = true;
+                        break;
+                case ARG_SHARE_GROUP:
+                        arg_share_group = optarg;
                         break;
                 case '?':
                         return -EINVAL;
@@ -190,6 +207,8 @@ static int run_controller(void) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        /* Nothing to reload (yet): a SIGHUP sent to every daemon after a config edit must not end this one. */
+        sigaddset(&mask, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
         r = sd_event_default(&event);
@@ -219,9 +238,11 @@ static int run(int argc, char *argv[]) {
         _cleanup_(exporter_config_freep) ExporterConfig *config = NULL;
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(exporter_freep) Exporter *exporter = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *system_bus = NULL;
         _cleanup_(agent_freep) Agent *agent = NULL;
         _cleanup_(exporter_link_freep) ExporterLink *link = NULL;
         _cleanup_(stream_owner_freep) StreamOwner *streams = NULL;
+        _cleanup_(exporter_metrics_freep) ExporterMetrics *metrics = NULL; /* before the link it reads */
         _cleanup_free_ char *config_error = NULL;
         /* Agent role (jumpstarterd/agent/): with a ClientConfig, the DUTs are the client's leases. */
         _cleanup_(client_config_freep) ClientConfig *client_config = NULL;
@@ -291,6 +312,25 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 return r;
 
+        if (arg_share_group) {
+                struct group *g;
+
+                errno = 0;
+                g = getgrnam(arg_share_group);
+                if (!g)
+                        return log_error_errno(errno > 0 ? errno : ENOENT, "--share-group: no group named %s",
+                                               arg_share_group);
+                agent_set_share_group(agent, g->gr_gid);
+        }
+        if (arg_system_bus) {
+                r = sd_bus_open_system(&system_bus);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to connect to the system bus: %m");
+                r = agent_attach_system_bus(agent, system_bus);
+                if (r < 0)
+                        return r;
+        }
+
         if (client_config) {
                 _cleanup_free_ char *token_dir = NULL;
 
@@ -328,6 +368,13 @@ static int run(int argc, char *argv[]) {
                         return r;
         }
 
+        /* Prometheus metrics (docs/metrics.md), with metrics.listen in the config. */
+        if (config->metrics_listen) {
+                r = exporter_metrics_new(event, config, exporter, link, &metrics);
+                if (r < 0)
+                        return r;
+        }
+
         log_info("Serving %zu DUT%s of %s on %s", exporter_n_duts(exporter), exporter_n_duts(exporter) == 1 ? "" : "s",
                  config->path, arg_listen);
         (void) sd_notifyf(false, "READY=1\nSTATUS=Serving %zu DUT%s on %s", exporter_n_duts(exporter),
@@ -346,6 +393,7 @@ static int run(int argc, char *argv[]) {
 
         /* The link first (it points at the DUTs), then clients (they hold storage sessions on DUTs), then the
          * DUTs. */
+        metrics = exporter_metrics_free(metrics);
         streams = stream_owner_free(streams); /* before the link it asks, and the DUTs its streams use */
         link = exporter_link_free(link);
         agent = agent_free(agent);
@@ -353,6 +401,12 @@ static int run(int argc, char *argv[]) {
         daemon.shutdown_timer = sd_event_source_disable_unref(daemon.shutdown_timer);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m");
+        /* Only a lost system bus ends the loop with a code (sd_bus_set_exit_on_disconnect()): exit
+         * with a failure, so that Restart=on-failure starts the daemon again. */
+        if (r > 0) {
+                log_error("The system bus went away, exiting");
+                return -ENOTCONN;
+        }
         return 0;
 }
 

@@ -1,7 +1,9 @@
 /* Logging to stderr and, under systemd, to the journal */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <systemd/sd-journal.h>
 
 #include "log.h"
@@ -57,17 +59,32 @@ _printf_(7, 0) static int log_dispatch(int level, int error, const char *file, i
         vsnprintf(buf, sizeof buf, format, ap);
 
         if (journal_wanted()) {
-                char extra[4][256] = {};
+                /* Up to 8 fields (a lease event has LEASE=, DUT=, EXPORTER=, CLIENT=, TEAM=). As iovecs,
+                 * not formats: a field's value may hold a '%'. */
+                char std[7][256], extra[8][256];
+                struct iovec iov[ELEMENTSOF(std) + ELEMENTSOF(extra)];
                 size_t n = 0;
 
-                for (size_t i = 0; fields && fields[i] && fields[i + 1] && n < ELEMENTSOF(extra); i += 2)
-                        snprintf(extra[n++], sizeof extra[0], "%s%s", fields[i], fields[i + 1]);
+                snprintf(std[0], sizeof std[0], "PRIORITY=%i", level & LOG_PRIMASK);
+                snprintf(std[1], sizeof std[1], "CODE_FILE=%s", file);
+                snprintf(std[2], sizeof std[2], "CODE_LINE=%i", line);
+                snprintf(std[3], sizeof std[3], "CODE_FUNC=%s", func);
+                snprintf(std[4], sizeof std[4], "ERRNO=%i", error);
+                snprintf(std[5], sizeof std[5], "SYSLOG_IDENTIFIER=%s", program_name);
+                for (size_t i = 0; i < 6; i++)
+                        iov[n++] = (struct iovec) { .iov_base = std[i], .iov_len = strlen(std[i]) };
+                for (size_t i = 0, k = 0; fields && fields[i] && fields[i + 1] && k < ELEMENTSOF(extra); i += 2, k++) {
+                        snprintf(extra[k], sizeof extra[k], "%s%s", fields[i], fields[i + 1]);
+                        iov[n++] = (struct iovec) { .iov_base = extra[k], .iov_len = strlen(extra[k]) };
+                }
+                {
+                        _cleanup_free_ char *message = NULL;
 
-                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level & LOG_PRIMASK,
-                                "CODE_FILE=%s", file, "CODE_LINE=%i", line, "CODE_FUNC=%s", func,
-                                "ERRNO=%i", error, "SYSLOG_IDENTIFIER=%s", program_name,
-                                n > 0 ? extra[0] : NULL, n > 1 ? extra[1] : NULL, n > 2 ? extra[2] : NULL,
-                                n > 3 ? extra[3] : NULL, NULL);
+                        if (asprintf(&message, "MESSAGE=%s", buf) >= 0) {
+                                iov[n++] = (struct iovec) { .iov_base = message, .iov_len = strlen(message) };
+                                (void) sd_journal_sendv(iov, (int) n);
+                        }
+                }
         } else
                 fprintf(stderr, "%s: %s\n", program_name, buf);
 
