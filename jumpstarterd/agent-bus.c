@@ -12,6 +12,7 @@
 
 #include "agent-api.h"
 #include "agent-bus.h"
+#include "block-server.h"
 #include "daemon-util.h"
 #include "log.h"
 #include "macro.h"
@@ -50,6 +51,10 @@ struct StorageSession {
         Dut *dut;
         bool writable;
         sd_bus_message *opening; /* the OpenStorage to answer while the mux switches to the host */
+        /* A user on the system bus gets the storage through a block server, whose socket ends
+         * with the session (the lease): a passed fd of the image itself could not be taken back. */
+        bool revocable;
+        BlockServer *block;
         StorageSession *next;
 };
 
@@ -682,6 +687,24 @@ static void storage_session_unlink(Agent *a, StorageSession *s) {
                 }
 }
 
+/* Answers an OpenStorage with the storage fd, or with a block server's socket for a revocable
+ * session. Takes *fd. */
+static int storage_session_reply(StorageSession *s, sd_bus_message *m, int *fd, uint64_t size) {
+        _cleanup_close_ int storage = TAKE_FD(*fd), client = -EBADF;
+        int r;
+
+        if (!s->revocable)
+                return sd_bus_reply_method_return(m, "htt", storage, size, s->id);
+        r = block_server_start(storage, size, s->writable, &client, &s->block);
+        if (r < 0)
+                return r;
+        storage = -EBADF; /* the block server's now */
+        r = sd_bus_reply_method_return(m, "htt", client, size, s->id);
+        if (r < 0)
+                s->block = block_server_free(s->block);
+        return r;
+}
+
 static void storage_session_opened(Dut *d, int r, int fd_in, uint64_t size, void *userdata) {
         StorageSession *s = userdata;
         Agent *a = s->owner->agent;
@@ -690,7 +713,7 @@ static void storage_session_opened(Dut *d, int r, int fd_in, uint64_t size, void
         _cleanup_close_ int fd = fd_in;
 
         if (r >= 0) {
-                r = sd_bus_reply_method_return(m, "htt", fd, size, s->id);
+                r = storage_session_reply(s, m, &fd, size);
                 if (r >= 0) {
                         log_dut_prefix(LOG_INFO, 0, dut_get_name(d), "Storage opened for %s (session %" PRIu64 ")",
                                        s->writable ? "writing" : "reading", s->id);
@@ -727,6 +750,7 @@ static int method_open_storage(sd_bus_message *m, void *userdata, sd_bus_error *
         _cleanup_(sd_bus_track_unrefp) sd_bus_track *track = NULL;
         _cleanup_free_ StorageSession *s = NULL;
         const char *name;
+        Caller caller;
         uint64_t size;
         int writable, r;
         Dut *d = NULL;
@@ -740,6 +764,9 @@ static int method_open_storage(sd_bus_message *m, void *userdata, sd_bus_error *
         r = agent_authorize(c, m, d, POLKIT_ACTION_STORAGE, method_open_storage, error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: it waits for polkit */
+        r = caller_get(c, m, &caller);
+        if (r < 0)
+                return r;
 
         /* On the system bus the session is the caller's, and ends when it goes away. */
         if (c->system) {
@@ -753,7 +780,8 @@ static int method_open_storage(sd_bus_message *m, void *userdata, sd_bus_error *
         s = malloc(sizeof *s);
         if (!s)
                 return -ENOMEM;
-        *s = (StorageSession) { .id = ++a->next_session_id, .owner = c, .dut = d, .writable = writable };
+        *s = (StorageSession) { .id = ++a->next_session_id, .owner = c, .dut = d, .writable = writable,
+                                .revocable = c->system && !caller.trusted && !caller.acting };
 
         r = dut_open_storage_session(d, writable, storage_session_opened, s, &fd, &size);
         if (r < 0)
@@ -767,7 +795,7 @@ static int method_open_storage(sd_bus_message *m, void *userdata, sd_bus_error *
                 return 1;
         }
 
-        r = sd_bus_reply_method_return(m, "htt", fd, size, s->id);
+        r = storage_session_reply(s, m, &fd, size);
         if (r < 0) {
                 dut_close_storage_session(d, writable);
                 sd_bus_track_unref(s->track);
@@ -789,6 +817,7 @@ static void storage_session_end(Agent *a, StorageSession **link) {
                 dut_cancel_storage_open(s->dut, s);
                 sd_bus_message_unref(s->opening);
         } else {
+                s->block = block_server_free(s->block);
                 dut_close_storage_session(s->dut, s->writable);
                 log_dut_prefix(LOG_INFO, 0, dut_get_name(s->dut), "Storage closed (session %" PRIu64 ")", s->id);
         }

@@ -39,6 +39,9 @@
  *                                                CLOCK_REALTIME usec of the newest one (0 = none yet)
  *   OpenStorage(s dut, b writable) -> (h fd, t size, t session)
  *                                                fd opened O_RDWR or O_RDONLY, for pread/pwrite/fsync;
+ *                                                for a user on the system bus instead a socket that
+ *                                                speaks the block protocol (block-protocol.h) and is
+ *                                                shut down when the session or lease ends;
  *                                                session != 0, open until CloseStorage(session) or
  *                                                until the caller's connection ends. Storage behind a
  *                                                mux is switched to the host before the reply (EIO if

@@ -196,7 +196,23 @@ as bob bash -c "exec 3<$MNT/dut2/serial.log; cat <&3 >/dev/null; touch $X/opened
 READER=$!
 TEST_PIDS="$TEST_PIDS $READER"
 wait_for test -e "$X/opened" || fail "bob's reader did not open serial.log"
+# And a storage fd that bob got over D-Bus himself (not through the mount): it works while he holds
+# the lease, and not after.
+mkfifo "$X/go"
+chown bob "$X/go"
+as bob bash -c "exec '$JMP_BUS_STORAGE' dut2 < '$X/go' > '$X/storage.out' 2>&1" &
+HOLDER=$!
+TEST_PIDS="$TEST_PIDS $HOLDER"
+exec 8> "$X/go"
+wait_for grep -q . "$X/storage.out" || fail "bob's storage fd: no answer"
+[ "$(head -n 1 "$X/storage.out")" = ok ] || fail "bob cannot write his DUT's storage over D-Bus: $(cat "$X/storage.out")"
 as bob "$JMP" lease release dut2 >/dev/null || fail "bob could not release"
+echo go >&8
+exec 8>&-
+wait "$HOLDER" || true
+echo "bob's storage fd after the lease: $(sed -n 2p "$X/storage.out")"
+[ "$(sed -n 2p "$X/storage.out")" != ok ] || fail "bob's storage fd still writes after his lease ended"
+[ -n "$(sed -n 2p "$X/storage.out")" ] || fail "bob's storage fd: no answer after the lease ended: $(cat "$X/storage.out")"
 as alice "$JMP" lease create --selector dut2 --duration 5m >/dev/null || fail "alice could not lease dut2"
 wait_for test "$(owner "$MNT/dut2")" = alice || fail "dut2 did not become alice's"
 as alice sh -c "echo on > $MNT/dut2/power"
