@@ -333,6 +333,13 @@ signing_input = (header + "." + payload).encode()
 if alg == "none":
     print(header + "." + payload + ".")
     sys.exit(0)
+if alg == "HS256":
+    # The classic confusion: an HMAC keyed with the public key's PEM, which every verifier has.
+    import hmac, hashlib
+    key = serialization.load_pem_private_key(open(keyfile, "rb").read(), password=None)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    print(header + "." + payload + "." + b64(hmac.new(pem, signing_input, hashlib.sha256).digest()))
+    sys.exit(0)
 if keyfile == "-":
     key = ec.generate_private_key(ec.SECP256R1())
 else:
@@ -358,6 +365,8 @@ try_token() { # try_token TOKEN DETAIL
 try_token "$(mint - "$KID" "$ALICE" '{}')" bad-signature
 try_token "$(mint "$REAL_KEY" "$KID" "$ALICE" '{"exp": 1000000000, "iat": 999990000, "nbf": 999990000}')" expired
 try_token "$(mint "$REAL_KEY" "$KID" "$ALICE" '{}' none)" unsupported-algorithm
+try_token "$(mint "$REAL_KEY" "$KID" "$ALICE" '{}' HS256)" unsupported-algorithm
+try_token "$(mint "$REAL_KEY" "$KID" "$ALICE" "{\"nbf\": $(( $(date +%s) + 3600 ))}")" not-yet-valid
 try_token "$(mint "$REAL_KEY" "$KID" "$ALICE" '{"aud": "exporter/exp1"}')" wrong-audience
 try_token "$(mint "$REAL_KEY" "$KID" "$ALICE" '{"iss": "other-lab"}')" wrong-issuer
 try_token "$(mint "$REAL_KEY" "$KID" "$ALICE" '{"sub": "mallory"}')" revoked
