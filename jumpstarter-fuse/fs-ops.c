@@ -985,6 +985,14 @@ static void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         /* Writes to a storage that was lost may not have reached it: say so at close. */
         if (h && h->kind == FILE_KIND_STORAGE && h->dead)
                 return (void) fuse_reply_err(req, EIO);
+        /* A remote storage's writes are answered once sent: close waits for them (storage-io.c). */
+        if (h && h->kind == FILE_KIND_STORAGE && h->fd >= 0) {
+                int r = storage_io_flush(req_fs(req)->storage_io, req, h->fd);
+
+                if (r < 0)
+                        (void) fuse_reply_err(req, -r);
+                return;
+        }
         (void) fuse_reply_err(req, 0);
 }
 

@@ -1,9 +1,12 @@
 /* Storage I/O off the event loop: a small pool of worker threads */
+#include <assert.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,13 +19,21 @@
 /* A DUT's storage may be an SD card behind a USB mux: one 1 MiB write or an fsync can take seconds.
  * The loop hands each read, write and fsync to one of these threads, so that power, serial.log and
  * lookups of every other DUT go on meanwhile. Several threads, so that one slow device does not hold
- * up the storage of the others. */
-#define STORAGE_IO_THREADS 4
+ * up the storage of the others, and so that a remote storage's answers can be read by one of them
+ * while others send its next requests (below). */
+#define STORAGE_IO_THREADS 8
+
+/* Writes to a remote storage that are sent but not answered yet, at most: the kernel sends a
+ * writer's next request only once the last is answered, so without answering early the network's
+ * and the exporter's time would add up per request instead of overlapping. */
+#define STORAGE_IO_WINDOW (16U * 1024U * 1024U)
 
 typedef enum StorageIoKind {
         STORAGE_IO_READ,
         STORAGE_IO_WRITE,
         STORAGE_IO_FSYNC,
+        STORAGE_IO_FLUSH,
+        STORAGE_IO_READER,      /* reads a channel's answers (after storage_io_write_direct()) */
 } StorageIoKind;
 
 typedef struct StorageIoJob {
@@ -33,26 +44,54 @@ typedef struct StorageIoJob {
         size_t size;
         off_t off;
         char *data;             /* a write's payload, copied out of the session's receive buffer */
+        struct BlockChannel *channel; /* a reader's */
 } StorageIoJob;
 
+/* A request sent on a block socket whose answer is still to come, or a flush waiting for the
+ * answers before it. */
+typedef struct BlockCall {
+        struct BlockCall *next;
+        StorageIoKind kind;
+        fuse_req_t req;         /* NULL for a write that was answered when it was sent */
+        size_t size;            /* of the request */
+        char *buf;              /* a read's data */
+} BlockCall;
+
 /* Storage on another host (a remote DUT) comes as a socket that speaks the block protocol of
- * docs/protocol.md: one request and its answer at a time per socket, so each socket has a lock,
- * found by its inode (every job has its own dup of the fd). */
-typedef struct SocketLock {
+ * docs/protocol.md, where several requests may be in flight and answers come in request order.
+ * A channel per socket (found by its inode: every job has its own dup of the fd) keeps the calls
+ * in flight in that order. Senders take turns under send_mutex (a request and its payload go out
+ * whole); whichever worker sent a request while nobody was reading becomes the channel's reader and
+ * reads answers, replying to each call's FUSE request, until no call is left (a write the loop sent
+ * itself queues a reader job instead). A write is answered
+ * to FUSE as soon as it is sent (write-behind, within STORAGE_IO_WINDOW); an error in its answer
+ * breaks the stream, so that every later read, write, fsync and close of it fails with EIO. An
+ * fsync's answer comes after every earlier write's (the exporter does them in order), so it is
+ * answered only once they all landed. The channel (and its dup of the socket) goes when no call
+ * is left and no job uses it, so that the stream ends when the file is closed. */
+typedef struct BlockChannel {
         ino_t ino;
-        unsigned users;
-        pthread_mutex_t mutex;
-        struct SocketLock *next;
-} SocketLock;
+        int fd;
+        int sndbuf;             /* its SO_SNDBUF */
+        unsigned users;         /* jobs between channel_acquire() and channel_release() */
+        pthread_mutex_t send_mutex;
+        /* The rest under StorageIo.mutex. */
+        BlockCall *head, **tail;
+        size_t n_unanswered;    /* bytes of early-answered writes still in flight */
+        bool reading;           /* a worker reads the answers */
+        bool broken;            /* the stream failed: everything is EIO */
+        struct BlockChannel *next;
+} BlockChannel;
 
 struct StorageIo {
         pthread_t threads[STORAGE_IO_THREADS];
         size_t n_threads;
         pthread_mutex_t mutex;
         pthread_cond_t cond;
+        pthread_cond_t window_cond; /* a channel's answers came, or it broke */
         StorageIoJob *head, **tail;
         bool stop;
-        SocketLock *socket_locks; /* under mutex */
+        BlockChannel *channels; /* under mutex */
 };
 
 static void job_free(StorageIoJob *j) {
@@ -63,43 +102,76 @@ static void job_free(StorageIoJob *j) {
         free(j);
 }
 
-static SocketLock *socket_lock_acquire(StorageIo *s, ino_t ino) {
-        SocketLock *l;
-
-        pthread_mutex_lock(&s->mutex);
-        for (l = s->socket_locks; l; l = l->next)
-                if (l->ino == ino)
-                        break;
-        if (!l) {
-                l = calloc(1, sizeof *l);
-                if (!l) {
-                        pthread_mutex_unlock(&s->mutex);
-                        return NULL;
-                }
-                l->ino = ino;
-                pthread_mutex_init(&l->mutex, NULL);
-                l->next = s->socket_locks;
-                s->socket_locks = l;
-        }
-        l->users++;
-        pthread_mutex_unlock(&s->mutex);
-        pthread_mutex_lock(&l->mutex);
-        return l;
+static BlockChannel *channel_find(StorageIo *s, ino_t ino) {
+        for (BlockChannel *c = s->channels; c; c = c->next)
+                if (c->ino == ino)
+                        return c;
+        return NULL;
 }
 
-static void socket_lock_release(StorageIo *s, SocketLock *l) {
-        pthread_mutex_unlock(&l->mutex);
-        pthread_mutex_lock(&s->mutex);
-        if (--l->users == 0) {
-                for (SocketLock **link = &s->socket_locks; *link; link = &(*link)->next)
-                        if (*link == l) {
-                                *link = l->next;
-                                break;
-                        }
-                pthread_mutex_destroy(&l->mutex);
-                free(l);
+/* Under s->mutex: a channel of fd's socket with one more user, or NULL when out of memory. */
+static BlockChannel *channel_acquire(StorageIo *s, int fd, ino_t ino) {
+        BlockChannel *c = channel_find(s, ino);
+
+        if (!c) {
+                c = calloc(1, sizeof *c);
+                if (!c)
+                        return NULL;
+                c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (c->fd < 0) {
+                        free(c);
+                        return NULL;
+                }
+                c->ino = ino;
+                c->tail = &c->head;
+                if (getsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &c->sndbuf, &(socklen_t) { sizeof c->sndbuf }) < 0)
+                        c->sndbuf = 0;
+                pthread_mutex_init(&c->send_mutex, NULL);
+                c->next = s->channels;
+                s->channels = c;
         }
-        pthread_mutex_unlock(&s->mutex);
+        c->users++;
+        return c;
+}
+
+/* Under s->mutex. */
+static void channel_release(StorageIo *s, BlockChannel *c) {
+        assert(c->users > 0);
+        if (--c->users > 0 || c->head || c->reading)
+                return;
+        for (BlockChannel **link = &s->channels; *link; link = &(*link)->next)
+                if (*link == c) {
+                        *link = c->next;
+                        break;
+                }
+        pthread_mutex_destroy(&c->send_mutex);
+        safe_close(c->fd);
+        free(c);
+}
+
+/* Under s->mutex. The stream failed (the connection, or an early-answered write): our end of the
+ * socket is shut down, so that a sender blocked in send() and the daemon's pump see the end too. */
+static void channel_break(StorageIo *s, BlockChannel *c) {
+        if (c->broken)
+                return;
+        c->broken = true;
+        (void) shutdown(c->fd, SHUT_RDWR);
+        pthread_cond_broadcast(&s->window_cond);
+}
+
+static void call_reply(BlockCall *call, int32_t result) {
+        if (call->req) {
+                if (result < 0)
+                        (void) fuse_reply_err(call->req, -result);
+                else if (call->kind == STORAGE_IO_READ)
+                        (void) fuse_reply_buf(call->req, call->buf, (size_t) result);
+                else if (call->kind == STORAGE_IO_WRITE)
+                        (void) fuse_reply_write(call->req, (size_t) result);
+                else
+                        (void) fuse_reply_err(call->req, 0);
+        }
+        free(call->buf);
+        free(call);
 }
 
 static bool sock_send_all(int fd, const void *data, size_t n) {
@@ -134,88 +206,180 @@ static bool sock_recv_all(int fd, void *data, size_t n) {
         return true;
 }
 
-/* One request and its answer. Returns the answer's result; a lost connection or an answer that
- * breaks the protocol is -EIO (the stream is over: every later request fails the same way). */
-static int32_t block_call(int fd, uint8_t op, uint64_t off, const void *wdata, size_t n, void *rdata) {
-        uint8_t header[BLOCK_REQUEST_SIZE], answer[BLOCK_ANSWER_SIZE];
+/* The answer to call, read by the channel's reader. A lost connection or an answer that breaks the
+ * protocol is -EIO. */
+static int32_t channel_read_answer(BlockChannel *c, BlockCall *call, bool *ret_lost) {
+        uint8_t answer[BLOCK_ANSWER_SIZE];
         int32_t result;
 
-        block_request_encode(&(BlockRequest) { .op = op, .length = (uint32_t) n, .offset = off }, header);
-        if (!sock_send_all(fd, header, sizeof header))
+        *ret_lost = true;
+        if (!sock_recv_all(c->fd, answer, sizeof answer) || !block_answer_decode(answer, &result))
                 return -EIO;
-        if (op == BLOCK_OP_WRITE && !sock_send_all(fd, wdata, n))
+        if (result < -4095 || (result > 0 && (size_t) result > call->size))
                 return -EIO;
-        if (!sock_recv_all(fd, answer, sizeof answer) || !block_answer_decode(answer, &result))
+        if (call->kind == STORAGE_IO_READ && result > 0 && !sock_recv_all(c->fd, call->buf, (size_t) result))
                 return -EIO;
-        if (op == BLOCK_OP_READ && result > 0) {
-                if ((size_t) result > n || !sock_recv_all(fd, rdata, (size_t) result))
-                        return -EIO;
-        }
-        if (result < -4095)
-                return -EIO;
+        *ret_lost = false;
         return result;
 }
 
-/* pread/pwrite/fsync over the block protocol, requests split at its 4 MiB limit. Returns bytes
- * done (short at the end or at an error after some bytes), or a negative errno. */
-static ssize_t block_transfer(int fd, uint8_t op, char *buf, size_t size, off_t off) {
-        size_t done = 0;
+/* The reader: answers every call in order until none is left. Only one worker at a time per
+ * channel (c->reading), so the answers need no lock while they are read. */
+static void channel_read_answers(StorageIo *s, BlockChannel *c) {
+        pthread_mutex_lock(&s->mutex);
+        for (;;) {
+                BlockCall *call = c->head;
+                int32_t result;
+                bool lost;
 
-        if (op == BLOCK_OP_FSYNC)
-                return block_call(fd, op, 0, NULL, 0, NULL);
-        while (done < size) {
-                size_t n = MIN(size - done, (size_t) BLOCK_LENGTH_MAX);
-                int32_t k = block_call(fd, op, (uint64_t) off + done, buf + done, n, buf + done);
-
-                if (k < 0)
-                        return done > 0 && k != -EIO ? (ssize_t) done : k;
-                done += (size_t) k;
-                if ((size_t) k < n)
+                if (!call)
                         break;
+                if (call->kind == STORAGE_IO_FLUSH)
+                        /* Every write before it was answered. */
+                        result = c->broken ? -EIO : 0;
+                else if (c->broken)
+                        result = -EIO;
+                else {
+                        pthread_mutex_unlock(&s->mutex);
+                        result = channel_read_answer(c, call, &lost);
+                        pthread_mutex_lock(&s->mutex);
+                        if (lost)
+                                channel_break(s, c);
+                }
+
+                c->head = call->next;
+                if (!c->head)
+                        c->tail = &c->head;
+                if (call->kind == STORAGE_IO_WRITE && !call->req) {
+                        /* Answered early: what the caller was told must be what happened. */
+                        c->n_unanswered -= call->size;
+                        if (result != (int32_t) call->size)
+                                channel_break(s, c);
+                        pthread_cond_broadcast(&s->window_cond);
+                }
+                pthread_mutex_unlock(&s->mutex);
+                call_reply(call, result);
+                pthread_mutex_lock(&s->mutex);
         }
-        return (ssize_t) done;
+        c->reading = false;
+        pthread_mutex_unlock(&s->mutex);
 }
 
-static void job_run_socket(StorageIo *s, StorageIoJob *j, ino_t ino, char **buf, size_t *buf_size) {
-        SocketLock *l;
-        ssize_t n;
+/* Sends one request (its header, and a write's payload) and queues its call. With s->mutex not held;
+ * the call is the channel's afterwards, also on failure (the reader then answers it with EIO). */
+static bool channel_send(StorageIo *s, BlockChannel *c, BlockCall *call, uint8_t op, uint64_t off,
+                         const void *payload) {
+        uint8_t header[BLOCK_REQUEST_SIZE];
+        bool ok;
 
-        if (j->kind == STORAGE_IO_READ && j->size > *buf_size) {
-                char *b = realloc(*buf, j->size);
+        block_request_encode(&(BlockRequest) { .op = op, .length = (uint32_t) call->size, .offset = off }, header);
+        /* Queued in the order of sending, under the send lock: that is the order of the answers. */
+        pthread_mutex_lock(&c->send_mutex);
+        pthread_mutex_lock(&s->mutex);
+        *c->tail = call;
+        c->tail = &call->next;
+        if (call->kind == STORAGE_IO_WRITE && !call->req)
+                c->n_unanswered += call->size;
+        pthread_mutex_unlock(&s->mutex);
+        ok = sock_send_all(c->fd, header, sizeof header) &&
+                (op != BLOCK_OP_WRITE || sock_send_all(c->fd, payload, call->size));
+        pthread_mutex_unlock(&c->send_mutex);
+        if (!ok) {
+                pthread_mutex_lock(&s->mutex);
+                channel_break(s, c);
+                pthread_mutex_unlock(&s->mutex);
+        }
+        return ok;
+}
 
-                if (!b) {
-                        (void) fuse_reply_err(j->req, ENOMEM);
-                        return;
-                }
-                *buf = b;
-                *buf_size = j->size;
+static void job_run_socket(StorageIo *s, StorageIoJob *j, ino_t ino) {
+        BlockChannel *c;
+        BlockCall *call;
+        bool ok = true;
+        int error = 0;
+
+        pthread_mutex_lock(&s->mutex);
+        c = channel_acquire(s, j->fd, ino);
+        if (!c) {
+                pthread_mutex_unlock(&s->mutex);
+                return (void) fuse_reply_err(j->req, ENOMEM);
         }
-        l = socket_lock_acquire(s, ino);
-        if (!l) {
-                (void) fuse_reply_err(j->req, ENOMEM);
-                return;
+        if (j->kind == STORAGE_IO_WRITE)
+                /* Flow control: the reader makes room as the answers come. */
+                while (!c->broken && c->n_unanswered > 0 && c->n_unanswered + j->size > STORAGE_IO_WINDOW)
+                        pthread_cond_wait(&s->window_cond, &s->mutex);
+        if (c->broken)
+                error = EIO;
+        pthread_mutex_unlock(&s->mutex);
+        if (error > 0) {
+                (void) fuse_reply_err(j->req, error);
+                goto release;
         }
+
         switch (j->kind) {
         case STORAGE_IO_READ:
-                n = block_transfer(j->fd, BLOCK_OP_READ, *buf, j->size, j->off);
+                call = calloc(1, sizeof *call);
+                if (call) {
+                        /* FUSE reads at most 1 MiB at a time; beyond one request's limit a read is short. */
+                        *call = (BlockCall) { .kind = j->kind, .req = j->req,
+                                              .size = MIN(j->size, (size_t) BLOCK_LENGTH_MAX) };
+                        call->buf = malloc(MAX(call->size, (size_t) 1));
+                }
+                if (!call || !call->buf) {
+                        free(call);
+                        (void) fuse_reply_err(j->req, ENOMEM);
+                        goto release;
+                }
+                ok = channel_send(s, c, call, BLOCK_OP_READ, (uint64_t) j->off, NULL);
                 break;
+
         case STORAGE_IO_WRITE:
-                n = block_transfer(j->fd, BLOCK_OP_WRITE, j->data, j->size, j->off);
+                /* In requests of at most 4 MiB, each answered to FUSE here, once all of it is sent. */
+                for (size_t done = 0; ok && done < j->size;) {
+                        size_t n = MIN(j->size - done, (size_t) BLOCK_LENGTH_MAX);
+
+                        call = calloc(1, sizeof *call);
+                        if (!call) {
+                                error = ENOMEM;
+                                break;
+                        }
+                        *call = (BlockCall) { .kind = j->kind, .size = n };
+                        ok = channel_send(s, c, call, BLOCK_OP_WRITE, (uint64_t) j->off + done, j->data + done);
+                        done += n;
+                }
+                if (!ok)
+                        error = EIO;
+                if (error > 0)
+                        (void) fuse_reply_err(j->req, error);
+                else
+                        (void) fuse_reply_write(j->req, j->size);
                 break;
+
         default:
-                n = block_transfer(j->fd, BLOCK_OP_FSYNC, NULL, 0, 0);
+                call = calloc(1, sizeof *call);
+                if (!call) {
+                        (void) fuse_reply_err(j->req, ENOMEM);
+                        goto release;
+                }
+                *call = (BlockCall) { .kind = j->kind, .req = j->req };
+                ok = channel_send(s, c, call, BLOCK_OP_FSYNC, 0, NULL);
                 break;
         }
-        socket_lock_release(s, l);
 
-        if (n < 0)
-                (void) fuse_reply_err(j->req, (int) -n);
-        else if (j->kind == STORAGE_IO_READ)
-                (void) fuse_reply_buf(j->req, *buf, (size_t) n);
-        else if (j->kind == STORAGE_IO_WRITE)
-                (void) fuse_reply_write(j->req, (size_t) n);
-        else
-                (void) fuse_reply_err(j->req, 0);
+        /* Whoever sent while nobody was reading reads (the calls before are answered first). */
+        pthread_mutex_lock(&s->mutex);
+        if (c->head && !c->reading) {
+                c->reading = true;
+                pthread_mutex_unlock(&s->mutex);
+                channel_read_answers(s, c);
+                pthread_mutex_lock(&s->mutex);
+        }
+        pthread_mutex_unlock(&s->mutex);
+
+release:
+        pthread_mutex_lock(&s->mutex);
+        channel_release(s, c);
+        pthread_mutex_unlock(&s->mutex);
 }
 
 /* The workers answer the requests themselves: fuse_reply_*() only writes the answer to /dev/fuse and
@@ -228,8 +392,16 @@ static void job_run(StorageIo *s, StorageIoJob *j, char **buf, size_t *buf_size)
         struct stat st;
         ssize_t n;
 
+        if (j->kind == STORAGE_IO_READER) {
+                channel_read_answers(s, j->channel);
+                pthread_mutex_lock(&s->mutex);
+                channel_release(s, j->channel);
+                pthread_mutex_unlock(&s->mutex);
+                return;
+        }
+
         if (fstat(j->fd, &st) >= 0 && S_ISSOCK(st.st_mode))
-                return job_run_socket(s, j, st.st_ino, buf, buf_size);
+                return job_run_socket(s, j, st.st_ino);
 
         switch (j->kind) {
         case STORAGE_IO_READ:
@@ -270,6 +442,10 @@ static void job_run(StorageIo *s, StorageIoJob *j, char **buf, size_t *buf_size)
         case STORAGE_IO_FSYNC:
                 (void) fuse_reply_err(j->req, fsync(j->fd) < 0 ? errno : 0);
                 return;
+
+        case STORAGE_IO_FLUSH: /* never queued: storage_io_flush() */
+        case STORAGE_IO_READER:
+                break;
         }
 }
 
@@ -315,6 +491,7 @@ int storage_io_new(StorageIo **ret) {
         s->tail = &s->head;
         pthread_mutex_init(&s->mutex, NULL);
         pthread_cond_init(&s->cond, NULL);
+        pthread_cond_init(&s->window_cond, NULL);
 
         /* Signals are for the loop's thread only. */
         sigfillset(&all);
@@ -353,10 +530,21 @@ StorageIo *storage_io_free(StorageIo *s) {
                 (void) fuse_reply_err(j->req, EIO);
                 job_free(j);
         }
+        /* A channel lives while a worker uses it: none is left. */
+        assert(!s->channels);
+        pthread_cond_destroy(&s->window_cond);
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->mutex);
         free(s);
         return NULL;
+}
+
+static void storage_io_push(StorageIo *s, StorageIoJob *j) {
+        pthread_mutex_lock(&s->mutex);
+        *s->tail = j;
+        s->tail = &j->next;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->mutex);
 }
 
 static int storage_io_queue(StorageIo *s, StorageIoKind kind, fuse_req_t req, int fd, size_t size, off_t off,
@@ -380,11 +568,90 @@ static int storage_io_queue(StorageIo *s, StorageIoKind kind, fuse_req_t req, in
                 .off = off,
                 .data = data,
         };
+        storage_io_push(s, j);
+        return 0;
+}
+
+/* A write to a remote storage straight from the loop, when that cannot block: the socket has room
+ * for all of it, nobody else is sending, the window is open, and it is one piece of memory. That
+ * spares a copy of the payload and a wakeup of a worker per request, which count because the
+ * kernel sends a writer's next request only after this one is answered. 1 when the write was sent
+ * and answered, 0 when it is for a worker after all. */
+static int storage_io_write_direct(StorageIo *s, fuse_req_t req, int fd, struct fuse_bufvec *bufv, size_t size,
+                                   off_t off) {
+        uint8_t header[BLOCK_REQUEST_SIZE];
+        StorageIoJob *reader = NULL;
+        BlockChannel *c;
+        BlockCall *call;
+        struct stat st;
+        int outq;
+        bool ok;
+
+        if (size == 0 || size > BLOCK_LENGTH_MAX || bufv->count != 1 || bufv->idx != 0 || bufv->off != 0 ||
+            (bufv->buf[0].flags & FUSE_BUF_IS_FD) || bufv->buf[0].size < size)
+                return 0;
+        if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return 0;
 
         pthread_mutex_lock(&s->mutex);
-        *s->tail = j;
-        s->tail = &j->next;
-        pthread_cond_signal(&s->cond);
+        c = channel_find(s, st.st_ino);
+        if (!c || c->broken || (c->n_unanswered > 0 && c->n_unanswered + size > STORAGE_IO_WINDOW) ||
+            pthread_mutex_trylock(&c->send_mutex) != 0) {
+                pthread_mutex_unlock(&s->mutex);
+                return 0;
+        }
+        /* A stream socket takes a send whole while what is queued stays under its buffer size; twice
+         * the payload leaves room for the socket's own overhead per buffer. */
+        if (ioctl(c->fd, SIOCOUTQ, &outq) < 0 || outq < 0 ||
+            (uint64_t) outq + 2 * (size + BLOCK_REQUEST_SIZE) > (uint64_t) c->sndbuf)
+                goto fallback;
+        call = calloc(1, sizeof *call);
+        if (!call)
+                goto fallback;
+        /* Allocated now: once sent, the answers must have a reader. */
+        reader = calloc(1, sizeof *reader);
+        if (!reader) {
+                free(call);
+                goto fallback;
+        }
+        *call = (BlockCall) { .kind = STORAGE_IO_WRITE, .size = size };
+        *c->tail = call;
+        c->tail = &call->next;
+        c->n_unanswered += size;
+        c->users++;
+        pthread_mutex_unlock(&s->mutex);
+
+        block_request_encode(&(BlockRequest) { .op = BLOCK_OP_WRITE, .length = (uint32_t) size,
+                                               .offset = (uint64_t) off }, header);
+        ok = send(c->fd, header, sizeof header, MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE) == (ssize_t) sizeof header &&
+                send(c->fd, bufv->buf[0].mem, size, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t) size;
+        pthread_mutex_unlock(&c->send_mutex);
+
+        pthread_mutex_lock(&s->mutex);
+        /* Part of a request may have gone out: the stream cannot go on. (Not expected with the room
+         * checked above.) */
+        if (!ok)
+                channel_break(s, c);
+        if (!c->reading) {
+                c->reading = true;
+                *reader = (StorageIoJob) { .kind = STORAGE_IO_READER, .fd = -EBADF, .channel = c };
+                c->users++;
+                pthread_mutex_unlock(&s->mutex);
+                storage_io_push(s, TAKE_PTR(reader));
+                pthread_mutex_lock(&s->mutex);
+        }
+        channel_release(s, c);
+        pthread_mutex_unlock(&s->mutex);
+        free(reader);
+
+        if (ok)
+                (void) fuse_reply_write(req, size);
+        else
+                (void) fuse_reply_err(req, EIO);
+        return 1;
+
+fallback:
+        pthread_mutex_unlock(&c->send_mutex);
         pthread_mutex_unlock(&s->mutex);
         return 0;
 }
@@ -398,6 +665,9 @@ int storage_io_write(StorageIo *s, fuse_req_t req, int fd, struct fuse_bufvec *b
         _cleanup_free_ char *data = NULL;
         ssize_t n;
         int r;
+
+        if (storage_io_write_direct(s, req, fd, bufv, size, off) > 0)
+                return 0;
 
         /* libfuse reuses its receive buffer (or the pipe the write was spliced into) for the next
          * request as soon as we return: take the payload now. Reading it from that pipe does not
@@ -420,4 +690,45 @@ int storage_io_write(StorageIo *s, fuse_req_t req, int fd, struct fuse_bufvec *b
 
 int storage_io_fsync(StorageIo *s, fuse_req_t req, int fd) {
         return storage_io_queue(s, STORAGE_IO_FSYNC, req, fd, 0, 0, NULL);
+}
+
+int storage_io_flush(StorageIo *s, fuse_req_t req, int fd) {
+        BlockChannel *c;
+        struct stat st;
+        bool broken;
+        char byte;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return fuse_reply_err(req, 0), 0;
+
+        pthread_mutex_lock(&s->mutex);
+        c = channel_find(s, st.st_ino);
+        if (c && c->head) {
+                /* Answered by the channel's reader once every call before it is. */
+                BlockCall *call = calloc(1, sizeof *call);
+
+                if (!call) {
+                        pthread_mutex_unlock(&s->mutex);
+                        return -ENOMEM;
+                }
+                *call = (BlockCall) { .kind = STORAGE_IO_FLUSH, .req = req };
+                *c->tail = call;
+                c->tail = &call->next;
+                pthread_mutex_unlock(&s->mutex);
+                return 0;
+        }
+        broken = c && c->broken;
+        pthread_mutex_unlock(&s->mutex);
+
+        /* Nothing in flight: the stream is fine unless it ended (the connection was lost, or an
+         * early-answered write failed and broke it). Nothing can be waiting to be read otherwise. */
+        if (!broken) {
+                ssize_t k = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+                broken = k >= 0 || (errno != EAGAIN && errno != EINTR);
+        }
+        (void) fuse_reply_err(req, broken ? EIO : 0);
+        return 0;
 }

@@ -204,6 +204,45 @@ TEST(streams) {
         ASSERT_EQ(result, -ENOSPC);
         ASSERT_EQ(dut_n_storage_sessions(exporter_find_dut(x, "dut1")), 1);
 
+        /* Pipelined: more requests in flight than the worker has slots, all sent before any answer is
+         * read. Answers come in request order, the fsync after the writes, and a read after a write
+         * sees it. */
+        {
+                enum { N = 10, LEN = 65536 };
+                static uint8_t data[N][LEN];
+                size_t at = 0;
+
+                storage.n_got = 0;
+                for (size_t i = 0; i < N; i++) {
+                        memset(data[i], 'A' + (int) i, LEN);
+                        block_request_encode(&(BlockRequest) { .op = BLOCK_OP_WRITE, .length = LEN,
+                                                                .offset = i * LEN }, req);
+                        ASSERT_OK(tls_conn_write(storage.conn, req, sizeof req));
+                        ASSERT_OK(tls_conn_write(storage.conn, data[i], LEN));
+                }
+                block_request_encode(&(BlockRequest) { .op = BLOCK_OP_FSYNC }, req);
+                ASSERT_OK(tls_conn_write(storage.conn, req, sizeof req));
+                for (size_t i = 0; i < N; i++) {
+                        block_request_encode(&(BlockRequest) { .op = BLOCK_OP_READ, .length = LEN,
+                                                                .offset = (N - 1 - i) * LEN }, req);
+                        ASSERT_OK(tls_conn_write(storage.conn, req, sizeof req));
+                }
+                RUN_UNTIL(e, storage.n_got >= (size_t) (N * 8 + 8 + N * (8 + LEN)));
+                ASSERT_EQ(storage.n_got, (size_t) (N * 8 + 8 + N * (8 + LEN)));
+                for (size_t i = 0; i < N; i++, at += 8) {
+                        ASSERT_TRUE(block_answer_decode((uint8_t *) storage.got + at, &result));
+                        ASSERT_EQ(result, LEN);
+                }
+                ASSERT_TRUE(block_answer_decode((uint8_t *) storage.got + at, &result));
+                ASSERT_EQ(result, 0);
+                at += 8;
+                for (size_t i = 0; i < N; i++, at += 8 + LEN) {
+                        ASSERT_TRUE(block_answer_decode((uint8_t *) storage.got + at, &result));
+                        ASSERT_EQ(result, LEN);
+                        ASSERT_TRUE(memcmp(storage.got + at + 8, data[N - 1 - i], LEN) == 0);
+                }
+        }
+
         /* A request that breaks the protocol ends the stream and the session. */
         ASSERT_OK(tls_conn_write(storage.conn, "garbage garbage!", 16));
         RUN_UNTIL(e, storage.closed);

@@ -112,6 +112,11 @@ head -c $((5 << 20)) /dev/urandom > "$T/image"
 dd if="$T/image" of="$MNT/dut1/storage" bs=4M conv=fsync status=none || fail "dd into remote storage failed"
 cmp -n $((5 << 20)) "$T/image" "$IMG" || fail "the exporter's image differs from what dd wrote"
 cmp -n $((5 << 20)) "$T/image" "$MNT/dut1/storage" || fail "remote storage does not read back what dd wrote"
+# Writes are answered once sent (several in flight), but close waits for the exporter's answers:
+# without fsync, what dd wrote is in the exporter's image once dd returns.
+head -c $((3 << 20)) /dev/urandom > "$T/image2"
+dd if="$T/image2" of="$MNT/dut1/storage" bs=64k seek=1 conv=notrunc status=none || fail "dd without fsync failed"
+cmp -n $((3 << 20)) "$T/image2" "$IMG" 0 $((64 << 10)) || fail "close returned before the exporter had the writes"
 
 # Past the end: ENOSPC; straddling it: what fits lands. Powering on while open for writing: EBUSY.
 expect_error "No space left on device" \

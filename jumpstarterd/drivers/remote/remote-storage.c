@@ -1,9 +1,12 @@
 /* A DUT of another exporter: storage streams, each pumped between a local socket and TLS by a thread */
 #include <assert.h>
+#include <fcntl.h>
 #include <openssl/err.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,8 +17,12 @@
 
 /* An open connects a storage stream in the background (the loop never waits for the network) and
  * answers with one end of a socket pair that speaks the block protocol (docs/protocol.md): the
- * reader of that end (jumpstarter-fuse) sends requests, and a thread of ours carries each to the
- * exporter and its answer back, with blocking I/O, one request at a time. */
+ * reader of that end (jumpstarter-fuse) sends requests, and a thread of ours streams them to the
+ * exporter and its answers back. Several requests may be in flight (answers come in request order),
+ * so the thread moves both directions at once: one SSL object cannot be read and written from two
+ * threads, so it is one thread with non-blocking sockets and poll(). Bytes are forwarded as they
+ * come, not a whole request at a time, so that encrypting here, decrypting on the exporter and its
+ * pwrite() overlap. */
 struct RemoteStorageOpen {
         Remote *remote;
         bool writable;
@@ -28,12 +35,26 @@ struct RemoteStorageOpen {
         RemoteStorageOpen *next;
 };
 
+/* Each direction's buffer: big enough that one poll() round moves a good part of a 1 MiB request. */
+#define PUMP_BUFFER_SIZE (512U * 1024U)
+#define REMOTE_PUMP_SOCKET_BUFFER (4 * 1024 * 1024)
+
+typedef struct PumpBuffer {
+        uint8_t *data;
+        size_t start, end;
+} PumpBuffer;
+
 struct RemotePump {
         pthread_t thread;
         SSL *ssl;
-        int fd;    /* the TLS socket */
-        int local; /* our end of the socket pair */
-        uint8_t *buf;
+        int fd;      /* the TLS socket */
+        int local;   /* our end of the socket pair */
+        int stop_fd; /* an eventfd: remote_pump_free() wants the thread gone */
+        PumpBuffer up, down; /* requests to the exporter, answers from it */
+        /* Requests are checked as they pass: the header being read, and the payload still to skip. */
+        uint8_t header[BLOCK_REQUEST_SIZE];
+        size_t n_header;
+        size_t skip;
         bool finished; /* set by the thread as it ends (atomic) */
         RemotePump *next;
 };
@@ -59,104 +80,185 @@ static void remote_open_finish(RemoteStorageOpen *o, int error, int fd, uint64_t
         done(error, fd, size, userdata);
 }
 
-/* Reads exactly n bytes from a blocking fd: 1, 0 at EOF before the first byte, -1 otherwise. */
-static int read_full(int fd, void *data, size_t n) {
-        uint8_t *p = data;
-        size_t got = 0;
+/* Only what speaks the protocol goes to the exporter: false at the first header that does not. */
+static bool pump_check_requests(RemotePump *p, const uint8_t *data, size_t n) {
+        while (n > 0) {
+                BlockRequest q;
+                size_t m;
 
-        while (got < n) {
-                ssize_t k = read(fd, p + got, n - got);
-
-                if (k < 0 && errno == EINTR)
+                if (p->skip > 0) {
+                        m = MIN(n, p->skip);
+                        p->skip -= m;
+                        data += m;
+                        n -= m;
                         continue;
-                if (k <= 0)
-                        return k == 0 && got == 0 ? 0 : -1;
-                got += (size_t) k;
-        }
-        return 1;
-}
-
-static bool write_full(int fd, const void *data, size_t n) {
-        const uint8_t *p = data;
-
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
+                }
+                m = MIN(n, sizeof p->header - p->n_header);
+                memcpy(p->header + p->n_header, data, m);
+                p->n_header += m;
+                data += m;
+                n -= m;
+                if (p->n_header < sizeof p->header)
+                        break;
+                p->n_header = 0;
+                if (!block_request_decode(p->header, &q))
                         return false;
-                p += k;
-                n -= (size_t) k;
+                if (q.op == BLOCK_OP_WRITE)
+                        p->skip = q.length;
         }
         return true;
 }
 
-static bool ssl_write_full(SSL *ssl, const void *data, size_t n) {
-        const uint8_t *p = data;
-
-        while (n > 0) {
-                int k = SSL_write(ssl, p, (int) MIN(n, (size_t) (1 << 30)));
-
-                if (k <= 0)
-                        return false;
-                p += k;
-                n -= (size_t) k;
+/* Room at the end of b, moving what is left to the front when that is little and makes more room.
+ * (The SSL has SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a write it wants repeated may come from the new
+ * place.) */
+static size_t pump_buffer_room(PumpBuffer *b) {
+        if (b->start == b->end)
+                b->start = b->end = 0;
+        else if (b->start > 0 && PUMP_BUFFER_SIZE - b->end < PUMP_BUFFER_SIZE / 4 &&
+                 b->end - b->start <= PUMP_BUFFER_SIZE / 8) {
+                memmove(b->data, b->data + b->start, b->end - b->start);
+                b->end -= b->start;
+                b->start = 0;
         }
-        return true;
+        return PUMP_BUFFER_SIZE - b->end;
 }
 
-static bool ssl_read_full(SSL *ssl, void *data, size_t n) {
-        uint8_t *p = data;
+static void pump_buffer_consume(PumpBuffer *b, size_t n) {
+        b->start += n;
+        if (b->start == b->end)
+                b->start = b->end = 0;
+}
 
-        while (n > 0) {
-                int k = SSL_read(ssl, p, (int) MIN(n, (size_t) (1 << 30)));
-
-                if (k <= 0)
-                        return false;
-                p += k;
-                n -= (size_t) k;
+/* What an SSL call that made no progress waits for: POLLIN or POLLOUT on the TLS socket, or -1 when
+ * the connection is over (closed by the peer, or failed). */
+static int pump_ssl_wants(SSL *ssl, int k) {
+        switch (SSL_get_error(ssl, k)) {
+        case SSL_ERROR_WANT_READ:
+                return POLLIN;
+        case SSL_ERROR_WANT_WRITE:
+                return POLLOUT;
+        default:
+                return -1;
         }
-        return true;
 }
 
 static void *remote_pump_thread(void *userdata) {
         RemotePump *p = userdata;
-        uint8_t header[BLOCK_REQUEST_SIZE], answer[BLOCK_ANSWER_SIZE];
+        bool local_eof = false, shut_down = false;
+
+        (void) SSL_set_mode(p->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
         for (;;) {
-                BlockRequest q;
-                int32_t result;
-                int k;
+                short want_local, want_tls;
+                bool progress;
+                ssize_t k;
+                int e;
 
-                k = read_full(p->local, header, sizeof header);
-                if (k == 0) {
-                        /* The local side closed the storage: say goodbye to the exporter. */
-                        (void) SSL_shutdown(p->ssl);
-                        break;
-                }
-                /* Only what speaks the protocol goes to the exporter. */
-                if (k < 0 || !block_request_decode(header, &q))
-                        break;
-                if (q.op == BLOCK_OP_WRITE && read_full(p->local, p->buf, q.length) <= 0)
-                        break;
-                ERR_clear_error();
-                if (!ssl_write_full(p->ssl, header, sizeof header))
-                        break;
-                if (q.op == BLOCK_OP_WRITE && !ssl_write_full(p->ssl, p->buf, q.length))
-                        break;
-                if (!ssl_read_full(p->ssl, answer, sizeof answer) || !block_answer_decode(answer, &result))
-                        break;
-                if (q.op == BLOCK_OP_READ && result > 0) {
-                        if ((uint32_t) result > q.length || !ssl_read_full(p->ssl, p->buf, (size_t) result))
-                                break;
-                }
-                if (!write_full(p->local, answer, sizeof answer))
-                        break;
-                if (q.op == BLOCK_OP_READ && result > 0 && !write_full(p->local, p->buf, (size_t) result))
-                        break;
+                do {
+                        progress = false;
+                        want_local = want_tls = 0;
+
+                        /* The local side's requests into the up buffer. */
+                        if (!local_eof && pump_buffer_room(&p->up) > 0) {
+                                k = recv(p->local, p->up.data + p->up.end, PUMP_BUFFER_SIZE - p->up.end,
+                                         MSG_DONTWAIT);
+                                if (k > 0) {
+                                        if (!pump_check_requests(p, p->up.data + p->up.end, (size_t) k))
+                                                goto finish;
+                                        p->up.end += (size_t) k;
+                                        progress = true;
+                                } else if (k == 0) {
+                                        /* The local side closed the storage: what it sent still goes
+                                         * out, then a goodbye to the exporter, whose close_notify
+                                         * comes once it did every request. */
+                                        local_eof = true;
+                                        progress = true;
+                                } else if (errno == EAGAIN)
+                                        want_local |= POLLIN;
+                                else if (errno != EINTR)
+                                        goto finish;
+                        }
+
+                        /* The up buffer to the exporter. */
+                        if (p->up.end > p->up.start) {
+                                ERR_clear_error();
+                                e = SSL_write(p->ssl, p->up.data + p->up.start,
+                                              (int) (p->up.end - p->up.start));
+                                if (e > 0) {
+                                        pump_buffer_consume(&p->up, (size_t) e);
+                                        progress = true;
+                                } else if ((e = pump_ssl_wants(p->ssl, e)) < 0)
+                                        goto finish;
+                                else
+                                        want_tls |= (short) e;
+                        } else if (local_eof && !shut_down) {
+                                ERR_clear_error();
+                                e = SSL_shutdown(p->ssl);
+                                if (e >= 0) {
+                                        shut_down = true;
+                                        progress = true;
+                                } else if ((e = pump_ssl_wants(p->ssl, e)) < 0)
+                                        goto finish;
+                                else
+                                        want_tls |= (short) e;
+                        }
+
+                        /* The exporter's answers into the down buffer. */
+                        if (pump_buffer_room(&p->down) > 0) {
+                                ERR_clear_error();
+                                e = SSL_read(p->ssl, p->down.data + p->down.end,
+                                             (int) (PUMP_BUFFER_SIZE - p->down.end));
+                                if (e > 0) {
+                                        p->down.end += (size_t) e;
+                                        progress = true;
+                                } else if ((e = pump_ssl_wants(p->ssl, e)) < 0) {
+                                        /* The exporter closed (the lease ended, or our goodbye was
+                                         * answered) or the connection broke: answers that are here
+                                         * still go to the local side if it takes them at once. */
+                                        if (!local_eof && p->down.end > p->down.start)
+                                                (void) send(p->local, p->down.data + p->down.start,
+                                                            p->down.end - p->down.start,
+                                                            MSG_DONTWAIT | MSG_NOSIGNAL);
+                                        goto finish;
+                                } else
+                                        want_tls |= (short) e;
+                        }
+
+                        /* The down buffer to the local side. */
+                        if (p->down.end > p->down.start) {
+                                k = send(p->local, p->down.data + p->down.start, p->down.end - p->down.start,
+                                         MSG_DONTWAIT | MSG_NOSIGNAL);
+                                if (k > 0) {
+                                        pump_buffer_consume(&p->down, (size_t) k);
+                                        progress = true;
+                                } else if (k < 0 && errno == EAGAIN)
+                                        want_local |= POLLOUT;
+                                else if (k < 0 && errno == EINTR)
+                                        progress = true;
+                                else if (local_eof) {
+                                        /* Nobody reads the answers any more: they go nowhere. */
+                                        p->down.start = p->down.end = 0;
+                                        progress = true;
+                                } else
+                                        goto finish;
+                        }
+                } while (progress);
+
+                /* A socket with nothing to wait for stays out of the poll set: its hangup would wake us
+                 * in a loop. */
+                struct pollfd fds[3] = {
+                        { .fd = want_local ? p->local : -1, .events = want_local },
+                        { .fd = want_tls ? p->fd : -1, .events = want_tls },
+                        { .fd = p->stop_fd, .events = POLLIN },
+                };
+                if (poll(fds, ELEMENTSOF(fds), -1) < 0 && errno != EINTR)
+                        goto finish;
+                if (fds[2].revents != 0)
+                        goto finish;
         }
 
+finish:
         /* The local reader sees the end at once (EOF, which it reports as EIO), whatever broke. */
         (void) shutdown(p->local, SHUT_RDWR);
         ERR_clear_error();
@@ -166,14 +268,17 @@ static void *remote_pump_thread(void *userdata) {
 }
 
 static void remote_pump_free(RemotePump *p) {
-        /* Wakes the thread wherever it waits for a peer. */
-        (void) shutdown(p->fd, SHUT_RDWR);
-        (void) shutdown(p->local, SHUT_RDWR);
+        uint64_t one = 1;
+
+        /* Wakes the thread wherever it waits. */
+        (void) write(p->stop_fd, &one, sizeof one);
         pthread_join(p->thread, NULL);
         SSL_free(p->ssl);
         safe_close(p->fd);
         safe_close(p->local);
-        free(p->buf);
+        safe_close(p->stop_fd);
+        free(p->up.data);
+        free(p->down.data);
         free(p);
 }
 
@@ -192,19 +297,10 @@ static void remote_pumps_reap(Remote *r) {
 }
 
 static int remote_pump_start(Remote *r, SSL *ssl, int fd, int *ret_fd) {
-        _cleanup_close_ int local = -EBADF, theirs = -EBADF;
+        _cleanup_close_ int theirs = -EBADF;
         sigset_t all, saved;
         RemotePump *p;
-        int pair[2], k;
-
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
-                k = -errno;
-                SSL_free(ssl);
-                safe_close(fd);
-                return k;
-        }
-        local = pair[0];
-        theirs = pair[1];
+        int pair[2], flags, k;
 
         p = calloc(1, sizeof *p);
         if (!p) {
@@ -214,32 +310,61 @@ static int remote_pump_start(Remote *r, SSL *ssl, int fd, int *ret_fd) {
         }
         p->ssl = ssl;
         p->fd = fd;
-        p->local = TAKE_FD(local);
-        p->buf = malloc(BLOCK_LENGTH_MAX);
-        if (!p->buf) {
-                SSL_free(p->ssl);
-                safe_close(p->fd);
-                safe_close(p->local);
-                free(p);
-                return -ENOMEM;
+        p->local = p->stop_fd = -EBADF;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
+                k = -errno;
+                goto fail;
+        }
+        p->local = pair[0];
+        theirs = pair[1];
+        /* A socket pair buffers ~200 KiB each way by default: a fifth of a request, so the sender and
+         * the thread would take turns several times per request. Room for a few requests each way
+         * lets them run side by side (best effort: without CAP_NET_ADMIN, wmem_max caps it). */
+        for (size_t i = 0; i < 2; i++) {
+                int size = REMOTE_PUMP_SOCKET_BUFFER;
+
+                if (setsockopt(pair[i], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+                        (void) setsockopt(pair[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+        }
+        p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->stop_fd < 0) {
+                k = -errno;
+                goto fail;
+        }
+        /* tls_conn_detach() made the TLS socket blocking; the thread polls both sockets. */
+        flags = fcntl(p->fd, F_GETFL);
+        if (flags < 0 || fcntl(p->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+                k = -errno;
+                goto fail;
+        }
+        p->up.data = malloc(PUMP_BUFFER_SIZE);
+        p->down.data = malloc(PUMP_BUFFER_SIZE);
+        if (!p->up.data || !p->down.data) {
+                k = -ENOMEM;
+                goto fail;
         }
 
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &saved);
         k = -pthread_create(&p->thread, NULL, remote_pump_thread, p);
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
-        if (k < 0) {
-                SSL_free(p->ssl);
-                safe_close(p->fd);
-                safe_close(p->local);
-                free(p->buf);
-                free(p);
-                return k;
-        }
+        if (k < 0)
+                goto fail;
         p->next = r->pumps;
         r->pumps = p;
         *ret_fd = TAKE_FD(theirs);
         return 0;
+
+fail:
+        SSL_free(p->ssl);
+        safe_close(p->fd);
+        safe_close(p->local);
+        safe_close(p->stop_fd);
+        free(p->up.data);
+        free(p->down.data);
+        free(p);
+        return k;
 }
 
 static const TlsConnOps remote_open_ops;
