@@ -671,9 +671,16 @@ static void watch_stop(LeaseWatcher *w) {
         (void) sd_event_source_set_enabled(w->idle_timer, SD_EVENT_OFF);
 }
 
+static int on_lines_event(sd_event_source *s, void *userdata);
+
 static void on_watch_done(LeaseWatcher *w, Request *q, CURLcode result) {
         _cleanup_free_ char *message = NULL;
         int r;
+
+        /* The last lines may have come with the end of the watch (the leases of a client that was
+         * just deleted end, then its watch): handle them before the watch goes. */
+        if (w->watch == q && request_status(q) == 200)
+                (void) on_lines_event(NULL, w);
 
         if (result == CURLE_OK && request_status(q) == 200)
                 log_info("The controller ended the lease watch; reconnecting");
@@ -681,6 +688,13 @@ static void on_watch_done(LeaseWatcher *w, Request *q, CURLcode result) {
                 r = request_error(q, result, &message);
                 log_full_errno(r == -EKEYREJECTED ? LOG_ERR : LOG_WARNING, r, "Lease watch at %s failed: %s",
                                w->base_url, strna(message));
+                /* The controller no longer takes this client's token (deleted, or its key retired): its
+                 * leases cannot be followed or their streams renewed, so their DUTs go now. */
+                if (r == -EKEYREJECTED)
+                        for (Lease *l = w->leases, *next; l; l = next) {
+                                next = l->next;
+                                lease_ended(w, l->name, "the controller refused this client's token");
+                        }
         }
         watch_stop(w);
         watch_schedule_reconnect(w);
