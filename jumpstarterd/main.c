@@ -14,6 +14,7 @@
 #include "controller.h"
 #include "daemon-util.h"
 #include "exporter.h"
+#include "exporter-hooks.h"
 #include "exporter-link.h"
 #include "exporter-metrics.h"
 #include "log.h"
@@ -207,7 +208,8 @@ static int run_controller(void) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
-        /* Nothing to reload (yet): a SIGHUP sent to every daemon after a config edit must not end this one. */
+        /* SIGHUP reloads the access policy (policy.c); without one, a SIGHUP sent to every daemon after a
+         * config edit must still not end this one. */
         sigaddset(&mask, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
@@ -242,6 +244,7 @@ static int run(int argc, char *argv[]) {
         _cleanup_(agent_freep) Agent *agent = NULL;
         _cleanup_(exporter_link_freep) ExporterLink *link = NULL;
         _cleanup_(stream_owner_freep) StreamOwner *streams = NULL;
+        _cleanup_(exporter_hooks_freep) ExporterHooks *hooks = NULL; /* freed before the link */
         _cleanup_(exporter_metrics_freep) ExporterMetrics *metrics = NULL; /* before the link it reads */
         _cleanup_free_ char *config_error = NULL;
         /* Agent role (jumpstarterd/agent/): with a ClientConfig, the DUTs are the client's leases. */
@@ -355,6 +358,10 @@ static int run(int argc, char *argv[]) {
                 r = stream_owner_new_linked(event, exporter, config->name, config->streams_listen, link, &streams);
                 if (r < 0)
                         return r;
+                /* Lease hooks and health checks of the DUTs that have them (docs/policy.md). */
+                r = exporter_hooks_new(event, config, link, &hooks);
+                if (r < 0)
+                        return r;
                 r = exporter_link_start(link);
                 if (r < 0)
                         return log_error_errno(r, "Failed to start the link to the controller: %m");
@@ -395,6 +402,7 @@ static int run(int argc, char *argv[]) {
          * DUTs. */
         metrics = exporter_metrics_free(metrics);
         streams = stream_owner_free(streams); /* before the link it asks, and the DUTs its streams use */
+        hooks = exporter_hooks_free(hooks); /* before the link it reports through */
         link = exporter_link_free(link);
         agent = agent_free(agent);
         exporter = exporter_free(exporter);
@@ -411,5 +419,8 @@ static int run(int argc, char *argv[]) {
 }
 
 int main(int argc, char *argv[]) {
+        /* A peer that closes a stream while we write to it is an EPIPE, not the end of the daemon
+         * (command.c gives its children the default back). */
+        (void) signal(SIGPIPE, SIG_IGN);
         return run(argc, argv) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config-parse.h"
+#include "hooks-config.h"
 #include "config.h"
 #include "controller-config.h"
 #include "log.h"
@@ -205,6 +206,7 @@ static void dut_config_done(DutConfig *d) {
                 driver_config_free(d->gpio_lines[i].driver);
         }
         free(d->gpio_lines);
+        dut_hooks_free(d->hooks);
         *d = (DutConfig) {};
 }
 
@@ -764,7 +766,7 @@ static int parse_gpio_lines(ConfigParser *p, const YamlNode *n, DutConfig *d) {
 
 static int parse_dut(ConfigParser *p, const ExporterConfig *c, const YamlNode *key, const YamlNode *value,
                      DutConfig *d) {
-        const char *known[5 + _DRIVER_CLASS_MAX] = { "type", "config", "labels", "description" };
+        const char *known[7 + _DRIVER_CLASS_MAX] = { "type", "config", "labels", "description" };
         _cleanup_(driver_config_freep) DriverConfig *board = NULL;
         DriverConfig *per_class[_DRIVER_CLASS_MAX] = {};
         Label *own = NULL;
@@ -775,6 +777,8 @@ static int parse_dut(ConfigParser *p, const ExporterConfig *c, const YamlNode *k
         for (DriverClass k = 0; k < _DRIVER_CLASS_MAX; k++)
                 known[4 + k] = driver_class_to_string(k);
         known[4 + _DRIVER_CLASS_MAX] = "gpio";
+        known[5 + _DRIVER_CLASS_MAX] = "hooks";  /* hooks-config.c */
+        known[6 + _DRIVER_CLASS_MAX] = "health";
 
         if (strlen(key->scalar) != key->scalar_len || !dut_name_is_valid(key->scalar)) {
                 _cleanup_free_ char *q = config_quote(key->scalar, key->scalar_len, false);
@@ -868,6 +872,9 @@ static int parse_dut(ConfigParser *p, const ExporterConfig *c, const YamlNode *k
                         d->drivers[d->n_drivers++] = TAKE_PTR(per_class[k]);
                 }
         r = parse_gpio_lines(p, yaml_node_get(value, "gpio"), d);
+        if (r < 0)
+                return r;
+        r = dut_hooks_parse(p, value, &d->hooks); /* hooks-config.c */
         if (r < 0)
                 return r;
         if (d->n_drivers == 0 && d->n_gpio_lines == 0)

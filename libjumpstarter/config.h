@@ -136,6 +136,8 @@ typedef struct DutConfig {
         /* The "gpio:" section, in file order; names match gpio_line_name_is_valid(). */
         GpioLineConfig *gpio_lines;
         size_t n_gpio_lines;
+        /* "hooks:" and "health:" (hooks-config.h, docs/policy.md); NULL: neither. */
+        struct DutHooks *hooks;
 } DutConfig;
 
 typedef struct ExporterConfig {

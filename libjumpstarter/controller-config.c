@@ -31,6 +31,7 @@ ControllerConfig *controller_config_free(ControllerConfig *c) {
         free(c->key);
         free(c->ca);
         free(c->state_directory);
+        free(c->policy);
         free(c->router_listen);
         free(c->router_advertise);
         free(c);
@@ -175,7 +176,8 @@ static int parse_listen(ConfigParser *p, const YamlNode *m, const char *key, boo
 
 static int parse_root(ConfigParser *p, const YamlNode *root, ControllerConfig *c) {
         static const char *const known[] = { "apiVersion", "kind", "metadata", "listen", "endpoint",
-                                             "tls", "stateDirectory", "router", "tokens", "history" };
+                                             "tls", "stateDirectory", "router", "tokens", "history",
+                                             "policy" };
         static const char *const known_metadata[] = { "name" };
         static const char *const known_tls[] = { "certificate", "key", "ca" };
         static const char *const known_router[] = { "listen", "advertise" };
@@ -264,6 +266,10 @@ static int parse_root(ConfigParser *p, const YamlNode *root, ControllerConfig *c
         }
 
         r = get_path(p, root, "stateDirectory", true, &c->state_directory);
+        if (r < 0)
+                return r;
+        /* The access policy (docs/policy.md); none: every client may lease every device. */
+        r = get_path(p, root, "policy", false, &c->policy);
         if (r < 0)
                 return r;
 

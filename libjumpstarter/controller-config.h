@@ -25,6 +25,7 @@ typedef struct ControllerConfig {
         char *key;
         char *ca;               /* default: the certificate */
         char *state_directory;  /* absolute */
+        char *policy;           /* absolute path of the AccessPolicy; NULL: no policy, all allowed */
         char *router_listen;    /* NULL: no router */
         char *router_advertise; /* "IP:PORT" the router is dialed at; NULL: see docs/controller.md */
         uint64_t token_lifetime_usec;

@@ -485,11 +485,15 @@ static int admin_get(int argc, char *argv[]) {
         if (!t)
                 return log_oom(), 1;
         json_array_foreach(items, i, c) {
-                _cleanup_free_ char *labels = labels_to_string(json_object_get(c, "labels"));
+                _cleanup_free_ char *labels = labels_to_string(json_object_get(c, "labels")), *expires = NULL;
 
-                if (!labels || table_add(t, str_member(c, "name"),
-                                         json_is_true(json_object_get(c, "admin")) ? "yes" : "no", labels,
-                                         str_member(c, "tokenExpires")) < 0)
+                /* "(soon)": within 30 days (docs/policy.md "Tokens"); rotate with jmp auth rotate. */
+                if (asprintf(&expires, "%s%s", strna(str_member(c, "tokenExpires")),
+                             json_is_true(json_object_get(c, "tokenExpiresSoon")) ? " (soon)" : "") < 0)
+                        expires = NULL;
+                if (!labels || !expires ||
+                    table_add(t, str_member(c, "name"), json_is_true(json_object_get(c, "admin")) ? "yes" : "no",
+                              labels, expires) < 0)
                         return log_oom(), 1;
         }
         table_print(t);
@@ -663,6 +667,7 @@ int verb_admin(int argc, char *argv[]) {
                        "  create exporter NAME [--label K=V]... [--lifetime D] [-o FILE]\n"
                        "  delete client|exporter NAME\n"
                        "  get clients [-o json]\n"
+                       "  exporter enable|disable|clear EXPORTER[/DUT]\n"
                        "  usage --from DATE --to DATE [--by team|client|exporter] [-o table|csv|json]\n"
                        "  rotate-key\n"
                        "  retire-key KID\n"
@@ -676,6 +681,8 @@ int verb_admin(int argc, char *argv[]) {
                 return admin_delete(argc - 1, argv + 1);
         if (streq(argv[1], "get"))
                 return admin_get(argc - 1, argv + 1);
+        if (streq(argv[1], "exporter")) /* jmp-admin-exporter.c */
+                return admin_exporter(argc - 1, argv + 1);
         if (streq(argv[1], "rotate-key"))
                 return admin_rotate_key(argc - 1, argv + 1);
         if (streq(argv[1], "retire-key"))

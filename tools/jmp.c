@@ -26,6 +26,8 @@ static void help(void) {
                "  get exporters|leases [-o json]               Show the controller's exporters and leases\n"
                "  admin create|delete client|exporter NAME     Manage clients and exporters (admins)\n"
                "  admin get clients|rotate-key|retire-key KID  List clients, rotate signing keys (admins)\n"
+               "  admin exporter enable|disable|clear NAME     Take a DUT out of the pool, or put it back\n"
+               "  auth rotate                                  A new token for this client or exporter\n"
                "\n"
                "Options:\n"
                "  --client-config FILE  The ClientConfig of the commands with a controller (default:\n"
@@ -77,6 +79,8 @@ int main(int argc, char *argv[]) {
                 return verb_get(argc - optind, argv + optind);
         if (streq(argv[optind], "admin"))
                 return verb_admin(argc - optind, argv + optind);
+        if (streq(argv[optind], "auth"))
+                return verb_auth(argc - optind, argv + optind);
         if (streq(argv[optind], "help")) {
                 help();
                 return 0;

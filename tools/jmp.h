@@ -10,6 +10,9 @@ int verb_storage(int argc, char *argv[]);
 int verb_lease(int argc, char *argv[]);
 int verb_get(int argc, char *argv[]);
 int verb_admin(int argc, char *argv[]);
+int verb_auth(int argc, char *argv[]);
+/* jmp admin exporter (tools/jmp-admin-exporter.c) */
+int admin_exporter(int argc, char *argv[]);
 
 /* The default mount point of the file view. */
 #define DEFAULT_MOUNTPOINT "/jmp"

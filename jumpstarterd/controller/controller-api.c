@@ -8,6 +8,8 @@
 
 #include "controller-internal.h"
 #include "metrics.h"
+#include "device-admin.h"
+#include "policy.h"
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
@@ -54,7 +56,9 @@ static int token_is_revoked(const TokenClaims *claims, void *userdata) {
                 return 1;
         if (r < 0)
                 return r;
-        return !streq_ptr(json_string_value(json_object_get(record, "jti")), claims->jti);
+        /* device-admin.c: a token replaced by POST /v1/auth/rotate works until its grace ends. */
+        return !streq_ptr(json_string_value(json_object_get(record, "jti")), claims->jti) &&
+               !controller_token_in_grace(record, claims->jti);
 }
 
 int controller_authenticate(HttpRequest *req, const char *token, char **ret_detail, void *userdata) {
@@ -423,10 +427,11 @@ static int on_list_clients(HttpRequest *req, void *userdata) {
         for (size_t i = 0; i < n && r >= 0; i++) {
                 json_t *v = o[i].value;
 
-                r = json_array_append_new(items, json_pack("{s:s, s:O, s:b, s:O}", "name", o[i].name,
+                r = json_array_append_new(items, json_pack("{s:s, s:O, s:b, s:O, s:b}", "name", o[i].name,
                                                            "labels", json_object_get(v, "labels") ?: json_null(),
                                                            "admin", json_is_true(json_object_get(v, "admin")),
-                                                           "tokenExpires", json_object_get(v, "tokenExpires") ?: json_null()));
+                                                           "tokenExpires", json_object_get(v, "tokenExpires") ?: json_null(),
+                                                           "tokenExpiresSoon", controller_token_expires_soon(v)));
         }
         store_objects_free(o, n);
         if (r < 0)
@@ -962,6 +967,11 @@ static int on_create_lease(HttpRequest *req, void *userdata) {
         if (r < 0)
                 return r;
         lr.metadata = metadata;
+        /* policy.c: roles, maxDuration, maxLeasesPerClient/PerTeam, priority (403 NoAccess) */
+        r = controller_policy_check_lease(c, req, lr.client, lr.selector, lr.duration_usec,
+                                          priority && !json_is_null(priority), &lr.priority);
+        if (r < 0)
+                return r;
 
         r = lease_scheduler_create(c->scheduler, &lr, &l, &error);
         if (r == -EINVAL && error)
@@ -1170,6 +1180,9 @@ static int on_extend_lease(HttpRequest *req, void *userdata) {
         l = find_lease(c, req, name);
         if (!l)
                 return reply_no_lease(c, req, name);
+        r = controller_policy_check_extend(c, req, l, by); /* policy.c: maxDuration */
+        if (r < 0)
+                return r;
 
         r = lease_scheduler_extend(c->scheduler, name, by);
         if (r == -EBUSY)
@@ -1233,7 +1246,7 @@ static bool verbs_are_valid(const char *verbs) {
 static int on_lease_token(HttpRequest *req, void *userdata) {
         static const char *const known[] = { "verbs", NULL };
         _cleanup_free_ char *token = NULL, *audience = NULL, *exporter = NULL, *dut = NULL, *location = NULL,
-                            *router = NULL;
+                            *router = NULL, *granted = NULL;
         _cleanup_(json_decrefp) json_t *answer = NULL;
         const char *name = http_request_get_param(req, "name"), *verbs = NULL, *slash;
         Controller *c = userdata;
@@ -1254,9 +1267,7 @@ static int on_lease_token(HttpRequest *req, void *userdata) {
         r = member_string(req, body, "verbs", false, &verbs);
         if (r < 0)
                 return r;
-        if (!verbs)
-                verbs = STREAM_VERBS_DEFAULT;
-        else if (!verbs_are_valid(verbs))
+        if (verbs && !verbs_are_valid(verbs))
                 return bad_request(req, "\"verbs\" must be space-separated words of power, serial, storage, gpio");
 
         l = find_lease(c, req, name);
@@ -1265,6 +1276,10 @@ static int on_lease_token(HttpRequest *req, void *userdata) {
         if (l->state != LEASE_ACTIVE)
                 return http_request_reply_error(req, API_ERROR_CONFLICT, "Lease '%s' is pending: it holds no DUT yet",
                                                 name);
+        /* policy.c: the verbs the lease's grant allows on its device (all of them without a policy) */
+        r = controller_policy_stream_verbs(c, req, l, verbs, &granted);
+        if (r < 0)
+                return r;
         slash = strchr(l->exporter, '/');
         assert(slash);
         exporter = strndup(l->exporter, (size_t) (slash - l->exporter));
@@ -1281,7 +1296,7 @@ static int on_lease_token(HttpRequest *req, void *userdata) {
                 .kind = (char *) TOKEN_KIND_STREAM,
                 .lease = l->name,
                 .dut = dut,
-                .verbs = (char *) verbs,
+                .verbs = granted,
         };
         r = token_issue(c->keyring, &claims, &token);
         if (r < 0)

@@ -99,6 +99,7 @@ struct Controller {
         sd_event_source *ping_timer;
         void *api_bindings; /* controller-api.c */
         struct ControllerMetrics *metrics; /* metrics.c: /metrics, usage, lease journal fields */
+        struct ControllerPolicy *policy;   /* policy.c: the access policy (docs/policy.md) */
         bool broken;
 };
 

@@ -11,6 +11,8 @@
 
 #include "client-config.h"
 #include "controller-internal.h"
+#include "device-admin.h"
+#include "policy.h"
 #include "metrics.h"
 #include "file-util.h"
 #include "log.h"
@@ -710,6 +712,8 @@ int controller_exporter_sync(Controller *c, CtlExporter *e) {
                 r = labels_from_json(sources, ELEMENTSOF(sources), &l, &n_l);
                 if (r < 0)
                         goto finish;
+                /* device-admin.c: disabled by an admin or by a failed health check */
+                state = controller_device_state(e, devices[n - 1], e->online);
                 if (lease_scheduler_get_exporter(c->scheduler, devices[n - 1], NULL) >= 0) {
                         r = lease_scheduler_update_exporter_labels(c->scheduler, devices[n - 1], l, n_l);
                         if (r >= 0)
@@ -747,7 +751,7 @@ static int exporter_set_state(Controller *c, CtlExporter *e, bool online, StoreT
         e->online = online;
         for (size_t k = 0; k < e->n_devices; k++) {
                 r = lease_scheduler_set_exporter_state(c->scheduler, e->devices[k],
-                                                       online ? EXPORTER_ONLINE : EXPORTER_OFFLINE);
+                                                       controller_device_state(e, e->devices[k], online));
                 if (r < 0)
                         return r;
         }
@@ -840,6 +844,10 @@ json_t *controller_exporter_to_json(Controller *c, CtlExporter *e) {
                                                           "classes", json_object_get(d, "classes") ?: json_null(),
                                                           "state", dstate,
                                                           "lease", json_string_or_null(x && x->lease ? x->lease->name : NULL))) < 0)
+                        return NULL;
+                /* device-admin.c: "disabled" (by an admin), "unhealthy" (why, or null) */
+                if (json_object_update_new(json_array_get(duts, json_array_size(duts) - 1),
+                                           controller_device_marks_to_json(e, json_string_value(json_object_get(d, "name")))) < 0)
                         return NULL;
         }
 
@@ -1186,6 +1194,9 @@ int controller_new(sd_event *event, const ControllerConfig *config, Controller *
          * the events of the next poll, and sd-event runs the older first among equal priorities. */
         (void) sd_event_source_set_priority(c->flush_source, SD_EVENT_PRIORITY_NORMAL);
 
+        r = controller_policy_new(c, &c->policy); /* policy.c: before the leases come back */
+        if (r < 0)
+                return r;
         r = controller_restore(c);
         if (r < 0)
                 return r;
@@ -1207,6 +1218,9 @@ int controller_new(sd_event *event, const ControllerConfig *config, Controller *
         r = controller_api_register(c);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the API routes: %m");
+        r = controller_policy_register_routes(c); /* policy.c, device-admin.c */
+        if (r < 0)
+                return r;
         r = controller_metrics_new(c, &c->metrics); /* metrics.c: /metrics, /v1/admin/usage, retention */
         if (r < 0)
                 return r;
@@ -1252,6 +1266,7 @@ Controller *controller_free(Controller *c) {
         free(c->exporters);
         if (c->scheduler)
                 lease_scheduler_free(c->scheduler);
+        c->policy = controller_policy_free(c->policy);
         changes_clear(c);
         staged_clear(c);
         free(c->staged);

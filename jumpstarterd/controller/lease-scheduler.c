@@ -39,6 +39,9 @@ struct LeaseScheduler {
 
         uint64_t seq;         /* orders lease creation and exporter use */
         unsigned in_callback;
+
+        lease_scheduler_filter_t allowed; /* the access policy (policy.c); NULL: all allowed */
+        void *allowed_userdata;
 };
 
 static const char *const exporter_state_table[_EXPORTER_STATE_MAX] = {
@@ -215,7 +218,10 @@ static bool exporter_is_free(const Exporter *e) {
 }
 
 static bool exporter_matches(const Exporter *e, const Lease *l) {
-        return selector_matches(l->selector, e->labels, e->n_labels);
+        const LeaseScheduler *s = l->scheduler;
+
+        return selector_matches(l->selector, e->labels, e->n_labels) &&
+               (!s->allowed || s->allowed(l, e, s->allowed_userdata));
 }
 
 /* Least recently used first, so that a pool wears evenly and a DUT that just came back from a
@@ -418,6 +424,20 @@ static int schedule_lease(LeaseScheduler *s, Lease *l) {
 }
 
 /* Scheduler */
+
+void lease_scheduler_set_filter(LeaseScheduler *s, lease_scheduler_filter_t allowed, void *userdata) {
+        assert(s && s->in_callback == 0);
+
+        s->allowed = allowed;
+        s->allowed_userdata = userdata;
+}
+
+void lease_scheduler_reschedule(LeaseScheduler *s) {
+        assert(s && s->in_callback == 0);
+
+        for (size_t i = 0; i < s->n_exporters; i++)
+                schedule_exporter(s, s->exporters[i]);
+}
 
 int lease_scheduler_new(sd_event *event, lease_scheduler_handler_t on_change, void *userdata,
                         LeaseScheduler **ret) {

@@ -116,6 +116,13 @@ struct Lease {
 typedef void (*lease_scheduler_handler_t)(LeaseScheduler *s, const Lease *lease, LeaseEvent event,
                                           void *userdata);
 
+/* Whether the lease may hold the exporter beyond its selector (the access policy, docs/policy.md);
+ * consulted wherever the selector is. It must not change the scheduler. */
+typedef bool (*lease_scheduler_filter_t)(const Lease *lease, const Exporter *exporter, void *userdata);
+void lease_scheduler_set_filter(LeaseScheduler *s, lease_scheduler_filter_t allowed, void *userdata);
+/* Hands every free exporter to its best waiter: after the filter changed its mind. */
+void lease_scheduler_reschedule(LeaseScheduler *s);
+
 int lease_scheduler_new(sd_event *event, lease_scheduler_handler_t on_change, void *userdata,
                         LeaseScheduler **ret);
 /* Drops every lease and timer without callbacks: shutting down is not a lease change, the leases

@@ -29,6 +29,8 @@
 /* An error body is for a message; more than this is not read. */
 #define LINK_BODY_MAX (64 * 1024)
 #define LINK_CA_FILE_MAX (1024 * 1024)
+#define LINK_REPORTS_MAX 1024
+#define LINK_REPORT_RETRY_USEC (2 * USEC_PER_SEC)
 
 typedef enum LinkPhase {
         LINK_IDLE,        /* not started */
@@ -94,6 +96,15 @@ struct ExporterLink {
         void *lease_changed_userdata;
         void (*dial)(const char *id, const char *router, const char *token, void *u);
         void *dial_userdata;
+
+        /* exporter-hooks.c: lease edges for the hooks, and its reports, sent one at a time in order */
+        void (*lease_edge)(const char *dut, const char *lease, bool begins, void *u);
+        void *lease_edge_userdata;
+        char **reports; /* "PATH\nBODY" each */
+        size_t n_reports;
+        CURL *report;
+        LinkBuffer report_body;
+        sd_event_source *report_timer;
 };
 
 static void link_buffer_done(LinkBuffer *b) {
@@ -291,6 +302,8 @@ static void link_set_lease(ExporterLink *l, const char *dut, const char *lease, 
                 log_dut_prefix(LOG_INFO, 0, dut, "Lease %s ended%s%s", old, why ? " " : "", strempty(why));
                 if (l->lease_changed)
                         l->lease_changed(dut, NULL, l->lease_changed_userdata);
+                if (l->lease_edge)
+                        l->lease_edge(dut, old, false, l->lease_edge_userdata);
                 d = exporter_find_dut(l->exporter, dut);
                 if (d)
                         link_power_off(l, d);
@@ -307,6 +320,8 @@ static void link_set_lease(ExporterLink *l, const char *dut, const char *lease, 
                                format_realtime(when, sizeof when, end_usec));
                 if (l->lease_changed)
                         l->lease_changed(dut, lease, l->lease_changed_userdata);
+                if (l->lease_edge)
+                        l->lease_edge(dut, s->lease, true, l->lease_edge_userdata);
         }
 }
 
@@ -1074,6 +1089,15 @@ int exporter_link_new(sd_event *e, const ExporterConfig *c, Exporter *exporter, 
 ExporterLink *exporter_link_free(ExporterLink *l) {
         if (!l)
                 return NULL;
+        if (l->report) {
+                curl_glue_remove(l->glue, l->report);
+                curl_easy_cleanup(l->report);
+        }
+        link_buffer_done(&l->report_body);
+        sd_event_source_disable_unref(l->report_timer);
+        for (size_t i = 0; i < l->n_reports; i++)
+                free(l->reports[i]);
+        free(l->reports);
         if (l->glue)
                 link_stop_transfers(l);
         curl_glue_free(l->glue);
@@ -1179,4 +1203,93 @@ const char *exporter_link_get_ca(ExporterLink *l, bool *ret_insecure) {
 bool exporter_link_is_connected(ExporterLink *l) {
         assert(l);
         return l->connected;
+}
+
+/* Reports (exporter-hooks.c) */
+
+static void link_send_report(ExporterLink *l);
+
+static int link_on_report_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        link_send_report(userdata);
+        return 0;
+}
+
+static void link_on_report_done(CurlGlue *g, CURL *easy, CURLcode result, void *userdata) {
+        ExporterLink *l = userdata;
+        long status = 0;
+
+        assert(easy == l->report);
+        l->report = NULL;
+        (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(easy);
+        if (result != CURLE_OK || (status != 204 && status != 200)) {
+                _cleanup_free_ char *problem = result != CURLE_OK ? strdup(curl_easy_strerror(result))
+                                                                  : http_problem(status, &l->report_body);
+
+                /* Kept for the next try: the controller must hear of a failed hook or check. */
+                log_warning("Failed to report to controller %s, trying again: %s", l->config->endpoint, strna(problem));
+                link_buffer_done(&l->report_body);
+                if (l->report_timer)
+                        (void) (sd_event_source_set_time_relative(l->report_timer, LINK_REPORT_RETRY_USEC) >= 0 &&
+                                sd_event_source_set_enabled(l->report_timer, SD_EVENT_ONESHOT) >= 0);
+                else
+                        (void) sd_event_add_time_relative(l->event, &l->report_timer, CLOCK_MONOTONIC,
+                                                          LINK_REPORT_RETRY_USEC, 0, link_on_report_retry, l);
+                return;
+        }
+        link_buffer_done(&l->report_body);
+        free(l->reports[0]);
+        memmove(l->reports, l->reports + 1, (l->n_reports - 1) * sizeof(char *));
+        l->n_reports--;
+        link_send_report(l);
+}
+
+static void link_send_report(ExporterLink *l) {
+        _cleanup_free_ char *path = NULL;
+        const char *nl;
+        CURL *easy = NULL;
+        int r;
+
+        if (l->report || l->n_reports == 0)
+                return;
+        nl = strchr(l->reports[0], '\n');
+        path = strndup(l->reports[0], (size_t) (nl - l->reports[0]));
+        if (!path)
+                return (void) log_oom();
+        r = link_easy_new(l, path, &l->report_body, false, &easy);
+        if (r >= 0 && (curl_easy_setopt(easy, CURLOPT_POST, 1L) != CURLE_OK ||
+                       curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, nl + 1) != CURLE_OK)) {
+                curl_easy_cleanup(easy);
+                r = -EIO;
+        }
+        if (r >= 0)
+                r = link_start_transfer(l, easy, link_on_report_done);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to send a report to the controller: %m");
+                return;
+        }
+        l->report = easy;
+}
+
+int exporter_link_report(ExporterLink *l, const char *what, json_t *body) {
+        _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT), *entry = NULL;
+        char **a;
+
+        if (!text || asprintf(&entry, "/exporters/%s/%s\n%s", l->name, what, text) < 0)
+                return -ENOMEM;
+        if (l->n_reports >= LINK_REPORTS_MAX)
+                return -ENOBUFS;
+        a = realloc(l->reports, (l->n_reports + 1) * sizeof(char *));
+        if (!a)
+                return -ENOMEM;
+        l->reports = a;
+        l->reports[l->n_reports++] = TAKE_PTR(entry);
+        link_send_report(l);
+        return 0;
+}
+
+void exporter_link_set_lease_edge(ExporterLink *l, void (*cb)(const char *dut, const char *lease, bool begins, void *u),
+                                  void *u) {
+        l->lease_edge = cb;
+        l->lease_edge_userdata = u;
 }

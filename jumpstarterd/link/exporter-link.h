@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
@@ -41,6 +42,13 @@ void exporter_link_set_dial(ExporterLink *l, void (*cb)(const char *id, const ch
 const char *exporter_link_get_ca(ExporterLink *l, bool *ret_insecure);
 /* The watch is open and the controller has spoken on it. */
 bool exporter_link_is_connected(ExporterLink *l);
+
+/* exporter-hooks.c: called when a lease begins (begins true) or ends on a DUT. */
+void exporter_link_set_lease_edge(ExporterLink *l, void (*cb)(const char *dut, const char *lease, bool begins, void *u),
+                                  void *u);
+/* POSTs body to /v1/exporters/NAME/WHAT ("hooks", "health"), after the reports before it, again
+ * until the controller takes it. */
+int exporter_link_report(ExporterLink *l, const char *what, json_t *body);
 
 static inline void exporter_link_freep(ExporterLink **l) {
         exporter_link_free(*l);

@@ -426,7 +426,7 @@ TEST(errors_labels) {
 
 TEST(errors_export) {
         check_error_exact(HEAD "  dut1:\n    type: sim\n    colour: red\n",
-                          FILE_PATH ":8:5: export.dut1.colour: unknown key (known: type, config, labels, description, power, serial, storage, gpio)");
+                          FILE_PATH ":8:5: export.dut1.colour: unknown key (known: type, config, labels, description, power, serial, storage, gpio, hooks, health)");
         check_error_exact(HEAD "  Dut_1:\n    type: sim\n",
                           FILE_PATH ":6:3: export.Dut_1: invalid DUT name \"Dut_1\": use [a-z0-9][a-z0-9-]{0,62}");
         check_error(HEAD "  -dut:\n    type: sim\n", FILE_PATH ":6:3: export.-dut: invalid DUT name \"-dut\"", "");
