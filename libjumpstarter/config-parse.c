@@ -215,6 +215,22 @@ int config_get_exact(ConfigParser *p, const YamlNode *m, const char *key, const 
         return config_check_exact(p, v, s, want);
 }
 
+int config_check_header(ConfigParser *p, const YamlNode *root, const char *what, const char *const *known,
+                        size_t n_known, const char *kind) {
+        int r;
+
+        r = config_expect_mapping(p, root, what);
+        if (r < 0)
+                return r;
+        r = config_check_keys(p, root, known, n_known);
+        if (r < 0)
+                return r;
+        r = config_get_exact(p, root, "apiVersion", CONFIG_API_VERSION);
+        if (r < 0)
+                return r;
+        return config_get_exact(p, root, "kind", kind);
+}
+
 /* Paths */
 
 static int path_normalize(const char *abs, char **ret) {

@@ -49,6 +49,10 @@ int config_get_string(ConfigParser *p, const YamlNode *n, bool optional, char **
 int config_check_exact(ConfigParser *p, const YamlNode *v, const char *s, const char *want);
 /* Required key of m whose string value must be want ("apiVersion", "kind"). */
 int config_get_exact(ConfigParser *p, const YamlNode *m, const char *key, const char *want);
+/* The top of a config file: a mapping (what: "with apiVersion, kind and ..." for the message), no
+ * key but the known ones, apiVersion exactly CONFIG_API_VERSION and kind exactly kind. */
+int config_check_header(ConfigParser *p, const YamlNode *root, const char *what, const char *const *known,
+                        size_t n_known, const char *kind);
 
 /* Paths: empty and "." components dropped. ".." stays: resolving it lexically would be wrong
  * across symlinks, and the kernel does it right at open time. */

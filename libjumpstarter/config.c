@@ -1091,16 +1091,7 @@ static int parse_root(ConfigParser *p, const YamlNode *root, ExporterConfig *c) 
         const YamlNode *v = NULL;
         int r;
 
-        r = config_expect_mapping(p, root, "with apiVersion, kind, metadata and export");
-        if (r < 0)
-                return r;
-        r = config_check_keys(p, root, known, ELEMENTSOF(known));
-        if (r < 0)
-                return r;
-        r = config_get_exact(p, root, "apiVersion", CONFIG_API_VERSION);
-        if (r < 0)
-                return r;
-        r = config_get_exact(p, root, "kind", CONFIG_KIND);
+        r = config_check_header(p, root, "with apiVersion, kind, metadata and export", known, ELEMENTSOF(known), CONFIG_KIND);
         if (r < 0)
                 return r;
 

@@ -238,16 +238,7 @@ static int parse_root(ConfigParser *cp, const YamlNode *root, Policy *p) {
         const YamlNode *roles;
         int r;
 
-        r = config_expect_mapping(cp, root, "with apiVersion, kind and roles");
-        if (r < 0)
-                return r;
-        r = config_check_keys(cp, root, known, ELEMENTSOF(known));
-        if (r < 0)
-                return r;
-        r = config_get_exact(cp, root, "apiVersion", CONFIG_API_VERSION);
-        if (r < 0)
-                return r;
-        r = config_get_exact(cp, root, "kind", POLICY_CONFIG_KIND);
+        r = config_check_header(cp, root, "with apiVersion, kind and roles", known, ELEMENTSOF(known), POLICY_CONFIG_KIND);
         if (r < 0)
                 return r;
         r = config_require_key(cp, root, "roles", &roles);
