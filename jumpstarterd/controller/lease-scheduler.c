@@ -635,10 +635,25 @@ static int lease_name_generate(LeaseScheduler *s, char **ret) {
         return -EEXIST;
 }
 
+/* Room for one more lease in both the lease array and the queue, before anything becomes visible,
+ * so that adding the lease then cannot fail. */
+static int reserve_lease_slot(LeaseScheduler *s) {
+        Lease **a;
+
+        a = reallocarray(s->leases, s->n_leases + 1, sizeof(Lease *));
+        if (!a)
+                return -ENOMEM;
+        s->leases = a;
+        a = reallocarray(s->queue, s->n_queue + 1, sizeof(Lease *));
+        if (!a)
+                return -ENOMEM;
+        s->queue = a;
+        return 0;
+}
+
 int lease_scheduler_create(LeaseScheduler *s, const LeaseRequest *req, const Lease **ret, char **ret_error) {
         _cleanup_(lease_freep) Lease *l = NULL;
         _cleanup_(selector_freep) Selector *sel = NULL;
-        Lease **leases, **queue;
         Lease *p;
         int r;
 
@@ -696,15 +711,9 @@ int lease_scheduler_create(LeaseScheduler *s, const LeaseRequest *req, const Lea
         if (r < 0)
                 return r;
 
-        /* Room in both arrays before anything becomes visible, so that nothing below can fail. */
-        leases = reallocarray(s->leases, s->n_leases + 1, sizeof(Lease *));
-        if (!leases)
-                return -ENOMEM;
-        s->leases = leases;
-        queue = reallocarray(s->queue, s->n_queue + 1, sizeof(Lease *));
-        if (!queue)
-                return -ENOMEM;
-        s->queue = queue;
+        r = reserve_lease_slot(s);
+        if (r < 0)
+                return r;
 
         l->seq = ++s->seq;
         p = TAKE_PTR(l);
@@ -860,7 +869,6 @@ static uint64_t realtime_remaining(uint64_t deadline) {
 int lease_scheduler_restore(LeaseScheduler *s, const LeaseRestore *req, char **ret_error) {
         _cleanup_(lease_freep) Lease *l = NULL;
         _cleanup_(selector_freep) Selector *sel = NULL;
-        Lease **leases, **queue;
         Exporter *e = NULL;
         Lease *p;
         int r;
@@ -921,14 +929,9 @@ int lease_scheduler_restore(LeaseScheduler *s, const LeaseRestore *req, char **r
         if (r < 0)
                 return r;
 
-        leases = reallocarray(s->leases, s->n_leases + 1, sizeof(Lease *));
-        if (!leases)
-                return -ENOMEM;
-        s->leases = leases;
-        queue = reallocarray(s->queue, s->n_queue + 1, sizeof(Lease *));
-        if (!queue)
-                return -ENOMEM;
-        s->queue = queue;
+        r = reserve_lease_slot(s);
+        if (r < 0)
+                return r;
 
         l->seq = ++s->seq;
         p = TAKE_PTR(l);
