@@ -525,15 +525,14 @@ static const TlsConnOps router_conn_ops = {
 
 static int router_on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         Router *r = userdata;
-        struct sockaddr_storage ss = {};
-        socklen_t len = sizeof ss;
+        char peer[SOCKET_ADDRESS_MAX];
         RouterConn *rc;
         int cfd, k;
 
-        cfd = accept4(fd, (struct sockaddr *) &ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        cfd = socket_accept(fd, peer);
         if (cfd < 0) {
-                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                        log_warning_errno(errno, "Failed to accept a router connection: %m");
+                if (cfd != -EAGAIN && cfd != -EINTR && cfd != -ECONNABORTED)
+                        log_warning_errno(cfd, "Failed to accept a router connection: %m");
                 return 0;
         }
         if (r->n_unjoined >= ROUTER_UNJOINED_MAX) {
@@ -548,7 +547,7 @@ static int router_on_accept(sd_event_source *source, int fd, uint32_t revents, v
                 return log_oom(), 0;
         }
         rc->router = r;
-        socket_address_format((struct sockaddr *) &ss, rc->peer);
+        memcpy(rc->peer, peer, sizeof peer);
         k = tls_conn_accept(r->event, r->ctx, cfd, ROUTER_FIRST_LINE_TIMEOUT_USEC, &router_conn_ops, rc, &rc->conn);
         if (k < 0) {
                 log_warning_errno(k, "Failed to set up a router connection from %s: %m", rc->peer);
@@ -570,7 +569,7 @@ int router_new(Controller *c, Router **ret) {
         const char *listen_address = c->config->router_listen;
         struct sockaddr_storage ss;
         socklen_t len;
-        int k, one = 1;
+        int k;
 
         assert(c && listen_address && ret);
 
@@ -597,21 +596,9 @@ int router_new(Controller *c, Router **ret) {
                 return log_error_errno(k, "Failed to set up TLS for the router with %s and %s: %m",
                                        c->config->certificate, c->config->key);
 
-        r->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+        r->fd = socket_listen(&ss, len, &r->bound);
         if (r->fd < 0)
-                return log_error_errno(errno, "Failed to create the router's listener: %m");
-        (void) setsockopt(r->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (ss.ss_family == AF_INET6) {
-                int zero = 0;
-
-                /* ":PORT" means both families. */
-                (void) setsockopt(r->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        }
-        if (bind(r->fd, (struct sockaddr *) &ss, len) < 0 || listen(r->fd, SOMAXCONN) < 0)
-                return log_error_errno(errno, "Failed to listen for routed streams on %s: %m", listen_address);
-        len = sizeof r->bound;
-        if (getsockname(r->fd, (struct sockaddr *) &r->bound, &len) < 0)
-                return log_error_errno(errno, "Failed to read the router's address: %m");
+                return log_error_errno(r->fd, "Failed to listen for routed streams on %s: %m", listen_address);
         socket_address_format((struct sockaddr *) &r->bound, r->address);
         if (r->bound.ss_family == AF_INET6) {
                 const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &r->bound;

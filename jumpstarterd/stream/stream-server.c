@@ -375,15 +375,14 @@ static const TlsConnOps stream_conn_ops = {
 
 static int stream_server_on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         StreamServer *s = userdata;
-        struct sockaddr_storage ss = {};
-        socklen_t len = sizeof ss;
+        char peer[SOCKET_ADDRESS_MAX];
         Stream *st;
         int cfd, r;
 
-        cfd = accept4(fd, (struct sockaddr *) &ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        cfd = socket_accept(fd, peer);
         if (cfd < 0) {
-                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                        log_warning_errno(errno, "Failed to accept a stream connection: %m");
+                if (cfd != -EAGAIN && cfd != -EINTR && cfd != -ECONNABORTED)
+                        log_warning_errno(cfd, "Failed to accept a stream connection: %m");
                 return 0;
         }
 
@@ -394,7 +393,7 @@ static int stream_server_on_accept(sd_event_source *source, int fd, uint32_t rev
         }
         st->server = s;
         st->kind = _STREAM_KIND_INVALID;
-        socket_address_format((struct sockaddr *) &ss, st->peer);
+        memcpy(st->peer, peer, sizeof peer);
 
         r = tls_conn_accept(s->event, s->ctx, cfd, STREAM_REQUEST_TIMEOUT_USEC, &stream_conn_ops, st, &st->conn);
         if (r < 0) {
@@ -442,7 +441,7 @@ int stream_server_new(sd_event *event, Exporter *exporter, const char *exporter_
         _cleanup_(stream_server_freep) StreamServer *s = NULL;
         struct sockaddr_storage ss;
         socklen_t len;
-        int r, one = 1;
+        int r;
 
         assert(event && exporter && exporter_name && hooks && ret);
 
@@ -470,23 +469,9 @@ int stream_server_new(sd_event *event, Exporter *exporter, const char *exporter_
         if (r < 0)
                 return log_error_errno(r, "Failed to set up TLS for streams: %m");
 
-        s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+        s->fd = socket_listen(&ss, len, &ss);
         if (s->fd < 0)
-                return log_error_errno(errno, "Failed to create the stream listener: %m");
-        (void) setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (ss.ss_family == AF_INET6) {
-                int zero = 0;
-
-                /* ":PORT" means both families. */
-                (void) setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        }
-        if (bind(s->fd, (struct sockaddr *) &ss, len) < 0)
-                return log_error_errno(errno, "Failed to listen for streams on %s: %m", listen_address);
-        if (listen(s->fd, SOMAXCONN) < 0)
-                return log_error_errno(errno, "Failed to listen for streams on %s: %m", listen_address);
-        len = sizeof ss;
-        if (getsockname(s->fd, (struct sockaddr *) &ss, &len) < 0)
-                return log_error_errno(errno, "Failed to read the stream listener's address: %m");
+                return log_error_errno(s->fd, "Failed to listen for streams on %s: %m", listen_address);
         socket_address_format((struct sockaddr *) &ss, s->address);
 
         r = sd_event_add_io(event, &s->listen_source, s->fd, EPOLLIN, stream_server_on_accept, s);

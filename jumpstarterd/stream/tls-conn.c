@@ -141,6 +141,40 @@ int socket_address_parse(const char *s, bool listen, struct sockaddr_storage *re
         return 0;
 }
 
+int socket_listen(const struct sockaddr_storage *ss, socklen_t len, struct sockaddr_storage *ret_bound) {
+        _cleanup_close_ int fd = -EBADF;
+        socklen_t bound_len = sizeof *ret_bound;
+        int one = 1;
+
+        fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+        if (fd < 0)
+                return -errno;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ss->ss_family == AF_INET6) {
+                int zero = 0;
+
+                /* ":PORT" means both families. */
+                (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        }
+        if (bind(fd, (const struct sockaddr *) ss, len) < 0 || listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        if (getsockname(fd, (struct sockaddr *) ret_bound, &bound_len) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+int socket_accept(int fd, char *peer) {
+        struct sockaddr_storage ss = {};
+        socklen_t len = sizeof ss;
+        int cfd;
+
+        cfd = accept4(fd, (struct sockaddr *) &ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (cfd < 0)
+                return -errno;
+        socket_address_format((struct sockaddr *) &ss, peer);
+        return cfd;
+}
+
 void socket_address_format(const struct sockaddr *sa, char *ret) {
         char host[INET6_ADDRSTRLEN] = "?";
 

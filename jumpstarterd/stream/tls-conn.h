@@ -34,6 +34,14 @@ int socket_address_parse(const char *s, bool listen, struct sockaddr_storage *re
 /* The same back: "127.0.0.1:8444", "[::1]:8444". ret has room for SOCKET_ADDRESS_MAX bytes. */
 #define SOCKET_ADDRESS_MAX 64
 void socket_address_format(const struct sockaddr *sa, char *ret);
+/* A non-blocking TCP listener on ss (from socket_address_parse() with listen; an IPv6 wildcard takes
+ * both families), with the address it got in *ret_bound (the port the kernel picked). Returns the
+ * fd or a negative errno. */
+int socket_listen(const struct sockaddr_storage *ss, socklen_t len, struct sockaddr_storage *ret_bound);
+/* accept4() of a listener (non-blocking, close-on-exec) with the peer's address in peer (room for
+ * SOCKET_ADDRESS_MAX bytes). Returns the fd, or a negative errno: -EAGAIN, -EINTR and
+ * -ECONNABORTED mean nothing to do, others are logged by the caller. */
+int socket_accept(int fd, char *peer);
 
 /* Connects to address and shakes hands as a client that pins the server's certificate to
  * fingerprint, or with fingerprint NULL, that lets ctx verify it (tls_client_ctx_new_ca()) and
