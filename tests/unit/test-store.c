@@ -1238,9 +1238,13 @@ static uint64_t writer_run(const char *writer, const char *dir, unsigned compact
         pid = fork();
         ASSERT_OK(pid);
         if (pid == 0) {
-                if (dup2(fds[1], STDOUT_FILENO) < 0)
+                if (dup2(fds[1], STDOUT_FILENO) < 0) {
+                        fprintf(stderr, "dup2() in the writer's child failed: %m\n");
                         _exit(127);
+                }
                 execl(writer, writer, dir, compact, keep, group, (char *) NULL);
+                /* Says why, so that a failed start is not mistaken for the writer's own failure. */
+                fprintf(stderr, "execl(%s) failed: %m\n", writer);
                 _exit(127);
         }
         close(fds[1]);
